@@ -1,0 +1,118 @@
+/**
+ * Tensor building blocks shared by the model and the losses. Several have hand-written gradients:
+ * they are faster on the wasm backend (whose BatchMatMul only uses XNNPACK for unbatched,
+ * untransposed operands) and well defined where autodiff of the textbook formula is not
+ * (the l2 norm of a zero vector, at padded caption positions).
+ */
+import * as tf from "./tf";
+
+/** 2-D `a @ b` whose gradients are 2-D untransposed matmuls of explicitly transposed operands. */
+export const mm = tf.customGrad((a: tf.Tensor, b: tf.Tensor, save: tf.GradSaveFunc) => {
+  save([a, b]);
+  return {
+    value: tf.matMul(a as tf.Tensor2D, b as tf.Tensor2D),
+    gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
+      const [sa, sb] = saved as tf.Tensor2D[];
+      return [tf.matMul(dy as tf.Tensor2D, tf.transpose(sb)), tf.matMul(tf.transpose(sa), dy as tf.Tensor2D)];
+    },
+  };
+}) as (a: tf.Tensor, b: tf.Tensor) => tf.Tensor2D;
+
+/** `x @ W^T + b` over the last axis of x (PyTorch nn.Linear; W is [out, in]). */
+export function linear(x: tf.Tensor, w: tf.Tensor, b?: tf.Tensor): tf.Tensor {
+  const inF = w.shape[1]!;
+  const outF = w.shape[0]!;
+  const lead = x.shape.slice(0, -1);
+  let y: tf.Tensor = mm(x.reshape([-1, inF]), tf.transpose(w));
+  if (b) y = tf.add(y, b);
+  return y.reshape([...lead, outF]);
+}
+
+const l2normLast = tf.customGrad((x: tf.Tensor, epsT: tf.Tensor, save: tf.GradSaveFunc) => {
+  const eps = epsT;
+  const n = tf.sqrt(tf.sum(tf.square(x), -1, true));
+  const d = tf.add(n, eps);
+  save([x, n, d]);
+  return {
+    value: tf.div(x, d),
+    gradFunc: (g: tf.Tensor, saved: tf.Tensor[]) => {
+      const [sx, sn, sd] = saved;
+      // d/dx [x / (|x| + eps)] = g/(|x|+eps) - x (x·g) / (|x| (|x|+eps)^2); the second term is 0 at x = 0.
+      const s = tf.sum(tf.mul(sx, g), -1, true);
+      const coef = tf.divNoNan(s, tf.mul(sn, tf.square(sd)));
+      return [tf.sub(tf.div(g, sd), tf.mul(sx, coef)), tf.zerosLike(eps)];
+    },
+  };
+});
+
+/** The official `l2norm(X, dim=-1, eps=1e-8)`: X / (sqrt(sum X^2) + eps), over the last axis. */
+export function l2norm(x: tf.Tensor, eps = 1e-8): tf.Tensor {
+  return l2normLast(x, tf.scalar(eps));
+}
+
+/** Softmax over the last axis with positions where `valid` is 0 excluded (additive mask). */
+export function maskedSoftmax(x: tf.Tensor, valid?: tf.Tensor): tf.Tensor {
+  if (!valid) return tf.softmax(x);
+  return tf.softmax(tf.add(x, tf.mul(tf.sub(1, valid), -1e9)));
+}
+
+/**
+ * The (out x in) matrix of PyTorch `F.interpolate(mode='linear', align_corners=False)` from
+ * `inLen` to `outLen` positions, so that resizing is a matmul (and its gradient one too).
+ */
+export function interpMatrix(inLen: number, outLen: number): Float32Array {
+  const m = new Float32Array(outLen * inLen);
+  const scale = inLen / outLen;
+  for (let o = 0; o < outLen; o++) {
+    let src = scale * (o + 0.5) - 0.5;
+    if (src < 0) src = 0;
+    const i0 = Math.floor(src);
+    const i1 = i0 < inLen - 1 ? i0 + 1 : i0;
+    const l1 = src - i0;
+    m[o * inLen + i0] += 1 - l1;
+    m[o * inLen + i1] += l1;
+  }
+  return m;
+}
+
+/**
+ * Resizes the position axis (axis 1) of x [B, L, D] to `outLen` as the official code does before
+ * the projection head: linear interpolation when longer, centred zero padding when shorter.
+ */
+export function resizePositions(x: tf.Tensor3D, outLen: number): tf.Tensor3D {
+  const [b, len, d] = x.shape;
+  if (len === outLen) return x;
+  if (len < outLen) {
+    const p = outLen - len;
+    return tf.pad(x, [
+      [0, 0],
+      [Math.floor(p / 2), p - Math.floor(p / 2)],
+      [0, 0],
+    ]);
+  }
+  const w = tf.tensor2d(interpMatrix(len, outLen), [outLen, len]);
+  // [B, L, D] -> [L, B*D] so one 2-D matmul resizes every caption.
+  const flat = tf.transpose(x, [1, 0, 2]).reshape([len, b * d]);
+  return tf.transpose(mm(w, flat).reshape([outLen, b, d]), [1, 0, 2]) as tf.Tensor3D;
+}
+
+/** `torch.max(x, dim=-1)[0]` with the gradient routed to the first maximum only, as PyTorch does. */
+export const maxLast = tf.customGrad((x: tf.Tensor, save: tf.GradSaveFunc) => {
+  const idx = tf.argMax(x, -1);
+  save([idx]);
+  const n = x.shape[x.shape.length - 1]!;
+  return {
+    value: tf.max(x, -1),
+    gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => [tf.mul(tf.oneHot(saved[0] as tf.Tensor, n, 1, 0, "float32"), tf.expandDims(dy, -1))],
+  };
+}) as (x: tf.Tensor) => tf.Tensor;
+
+/** Integer lengths to a [N, L] float mask (1 for positions < length). */
+export function lengthMask(lengths: ArrayLike<number>, width: number): tf.Tensor2D {
+  const m = new Float32Array(lengths.length * width);
+  for (let i = 0; i < lengths.length; i++) {
+    const l = Math.min(lengths[i], width);
+    m.fill(1, i * width, i * width + l);
+  }
+  return tf.tensor2d(m, [lengths.length, width]);
+}
