@@ -11,11 +11,16 @@
  * the bound changes by less than tol. The parameters kept are those of the last M-step.
  *
  * The one departure is the k-means. scikit-learn runs one k-means++ start with a random seed and
- * Lloyd's algorithm from it, so its own result may vary between runs. Here the 2-means partition
- * is computed exactly: in one dimension a partition worth considering is a threshold on the
- * sorted values, and the threshold of least within-cluster sum of squares is found by one pass
- * over prefix sums. That optimum is a fixed point of Lloyd's algorithm, and it is the one that
- * Lloyd reaches from almost every start on loss-like data; it is deterministic and O(n log n).
+ * Lloyd's algorithm from it, stopped once the centres move by less than 1e-4 x var(x), so its
+ * labels near the boundary, and hence its posteriors, change from run to run. Measured with
+ * scikit-learn 1.2.1 over 8 seeds, the largest posterior difference between two of its own runs
+ * was 5e-4 on a loss-like sample of 145,000 (a large clean mode, a small noisy one), 8e-3 on a
+ * min-max-normalised lognormal, 4e-2 on a uniform sample and 0.17 on three equal modes. Here the
+ * 2-means partition is computed exactly instead: in one dimension an optimal partition is a
+ * threshold on the sorted values, and the threshold of least within-cluster sum of squares is
+ * found in one pass over prefix sums. That optimum is a fixed point of Lloyd's algorithm, the
+ * point scikit-learn's runs approach; it is deterministic and O(n log n). On the reference
+ * fixtures it reproduces scikit-learn to 1e-14.
  */
 
 export interface GmmOptions {
