@@ -1,0 +1,340 @@
+/**
+ * Precomputed region features (`*_ims.npy`, shape (images, 36, img_dim)) read row by row, never
+ * loaded whole: Flickr30K's train file is 8.5 GB and MS-COCO's 33 GB at img_dim 2048.
+ *
+ * The official PrecompDataset holds the whole array (`np.load`) and indexes `images[t2i[i]]`;
+ * `gather` is that indexing for a batch.
+ *
+ * Two ways to reach the rows, measured by benchmarks/features_rss.ts on a 4 GB file:
+ *
+ * - "read" (the default): positioned reads (`pread`) straight into the caller's output array.
+ *   The resident set stays bounded by the output batch (plus one row of scratch for float16 /
+ *   float64 files), whatever the file size: the kernel's page cache holds the file, and page cache
+ *   is not charged to the process. It works on read-only files and mounts.
+ * - "mmap": `Bun.mmap` over windows of at most 1 GiB (one mapping cannot exceed 4 GiB in Bun 1.4,
+ *   and the rows of a real file cross that). Every page touched stays in the process's RSS (as
+ *   RssFile) while its window is mapped, and Bun frees a mapping only when the garbage collector
+ *   reclaims it, so an epoch over the file drives RSS up to the file size. Bun.mmap also opens the
+ *   file read-write (it fails on a read-only mount) and crashes the process if the file is
+ *   truncated while mapped. It was no faster than "read" here. Kept for measurement.
+ *
+ * "auto" is "read".
+ */
+import { closeSync, fstatSync, openSync, readSync } from "node:fs";
+import { parseNpyHeader, type NpyHeader } from "../../shared/formats/npy";
+import { FormatError, halfToFloat } from "../../shared/formats/ndarray";
+
+export interface FeatureStore {
+  readonly file: string;
+  /** Number of images (rows). */
+  readonly count: number;
+  /** Regions per image (36 for the official features). */
+  readonly regions: number;
+  /** Feature size of one region (`--img_dim`). */
+  readonly dim: number;
+  /** Element type in the file; gathered rows are always float32. */
+  readonly dtype: "float16" | "float32" | "float64";
+  /** Rows (images) `indices` copied into one Float32Array of indices.length*regions*dim, in order. */
+  gather(indices: ArrayLike<number>, out?: Float32Array): Float32Array;
+  close(): void;
+}
+
+export type FeatureAccess = "auto" | "read" | "mmap";
+
+export interface OpenFeaturesOptions {
+  /** How rows are reached (see the file comment). */
+  access?: FeatureAccess;
+  /** Expected regions per image; checked when given. */
+  regions?: number;
+  /** Expected feature size (the user's `--img_dim`); checked when given. */
+  imgDim?: number;
+  /** How the user set `imgDim`, for the error message. */
+  imgDimFlag?: string;
+}
+
+export const OPEN_FEATURES_DEFAULTS = {
+  access: "auto" as FeatureAccess,
+  imgDimFlag: "--img_dim",
+};
+
+/** Largest window one mapping covers; a whole-file mapping above 4 GiB fails in Bun. */
+const MMAP_WINDOW_BYTES = 2 ** 30;
+
+/**
+ * Positioned byte access to a file: the part of a store that differs between "read", "mmap" and
+ * tests (which count what is read).
+ */
+export interface ByteSource {
+  readonly size: number;
+  /** Fills `dst` with the bytes at `position`; throws if the file ends first. */
+  readAt(dst: Uint8Array, position: number): void;
+  close(): void;
+}
+
+/** Opens an `*_ims.npy`, reading only its header. */
+export function openFeatures(path: string, options: OpenFeaturesOptions = {}): FeatureStore {
+  const access = options.access ?? OPEN_FEATURES_DEFAULTS.access;
+  let source: ByteSource;
+  if (access === "mmap") {
+    source = mmapSource(path);
+  } else if (access === "read" || access === "auto") {
+    source = fileSource(path);
+  } else {
+    throw new Error(`unknown feature access '${access}' (allowed: auto, read, mmap)`);
+  }
+  try {
+    return featuresFromSource(source, path, options);
+  } catch (e) {
+    source.close();
+    throw e;
+  }
+}
+
+/** A store over any ByteSource holding a `.npy` file (tests use this to count reads). */
+export function featuresFromSource(source: ByteSource, file: string, options: OpenFeaturesOptions = {}): FeatureStore {
+  const header = readHeader(source, file);
+  const { count, regions, dim } = checkShape(header, file, options);
+  if (header.dtype !== "float32" && header.dtype !== "float16" && header.dtype !== "float64") {
+    throw new FormatError(file, `features must be float16, float32 or float64, found ${header.dtype}`);
+  }
+  return new SourceStore(source, file, header.dtype, header.dataOffset, count, regions, dim);
+}
+
+/** A store over features already in memory (tests, the synthetic dataset). */
+export function memoryFeatures(data: Float32Array, count: number, regions: number, dim: number, file = "<memory>"): FeatureStore {
+  if (data.length !== count * regions * dim) {
+    throw new FormatError(file, `features hold ${data.length} values, shape (${count}, ${regions}, ${dim}) needs ${count * regions * dim}`);
+  }
+  const rowLen = regions * dim;
+  return {
+    file,
+    count,
+    regions,
+    dim,
+    dtype: "float32",
+    gather(indices, out) {
+      const dst = outputFor(out, indices.length, rowLen, file);
+      for (let k = 0; k < indices.length; k++) {
+        const row = checkRow(indices[k], count, file);
+        dst.set(data.subarray(row * rowLen, (row + 1) * rowLen), k * rowLen);
+      }
+      return dst;
+    },
+    close() {},
+  };
+}
+
+function readHeader(source: ByteSource, file: string): NpyHeader {
+  // Version 1 headers are < 64 KiB; versions 2/3 say their length in the first 12 bytes.
+  const pre = new Uint8Array(Math.min(12, source.size));
+  source.readAt(pre, 0);
+  let need = 12;
+  if (pre.length >= 10 && pre[6] === 1) need = 10 + (pre[8] | (pre[9] << 8));
+  else if (pre.length >= 12 && (pre[6] === 2 || pre[6] === 3)) need = 12 + (pre[8] | (pre[9] << 8) | (pre[10] << 16)) + pre[11] * 2 ** 24;
+  const head = new Uint8Array(Math.min(need, source.size));
+  source.readAt(head, 0);
+  return parseNpyHeader(head, file, source.size);
+}
+
+function checkShape(header: NpyHeader, file: string, options: OpenFeaturesOptions) {
+  const shape = header.shape;
+  const found = `(${shape.join(", ")})`;
+  if (shape.length !== 3) {
+    throw new FormatError(file, `image features must have rank 3 (images, regions, img_dim), found shape ${found}`);
+  }
+  const [count, regions, dim] = shape;
+  if (options.regions !== undefined && regions !== options.regions) {
+    throw new FormatError(file, `image features have ${regions} regions per image (shape ${found}), expected ${options.regions}`);
+  }
+  if (options.imgDim !== undefined && dim !== options.imgDim) {
+    const flag = options.imgDimFlag ?? OPEN_FEATURES_DEFAULTS.imgDimFlag;
+    throw new FormatError(file, `image features have shape ${found} (img_dim ${dim}) but ${flag} is ${options.imgDim}; pass ${flag} ${dim}`);
+  }
+  return { count, regions, dim };
+}
+
+class SourceStore implements FeatureStore {
+  private readonly rowLen: number;
+  private readonly rowBytes: number;
+  /** One row of raw bytes, for the dtypes that need converting. */
+  private scratch: Uint8Array | null = null;
+  private closed = false;
+
+  constructor(
+    private readonly source: ByteSource,
+    readonly file: string,
+    readonly dtype: "float16" | "float32" | "float64",
+    private readonly dataOffset: number,
+    readonly count: number,
+    readonly regions: number,
+    readonly dim: number,
+  ) {
+    this.rowLen = regions * dim;
+    this.rowBytes = this.rowLen * (dtype === "float16" ? 2 : dtype === "float32" ? 4 : 8);
+  }
+
+  gather(indices: ArrayLike<number>, out?: Float32Array): Float32Array {
+    if (this.closed) throw new Error(`${this.file}: feature store is closed`);
+    const n = indices.length;
+    const dst = outputFor(out, n, this.rowLen, this.file);
+    let k = 0;
+    while (k < n) {
+      // Consecutive indices (evaluation walks the file in order) become one read.
+      const first = checkRow(indices[k], this.count, this.file);
+      let run = 1;
+      while (k + run < n && checkRow(indices[k + run], this.count, this.file) === first + run) run++;
+      this.readRows(first, run, dst, k * this.rowLen);
+      k += run;
+    }
+    return dst;
+  }
+
+  private readRows(first: number, rows: number, dst: Float32Array, at: number): void {
+    const position = this.dataOffset + first * this.rowBytes;
+    if (this.dtype === "float32") {
+      // The file's little-endian float32 bytes are the output's bytes: read straight into it.
+      this.source.readAt(new Uint8Array(dst.buffer, dst.byteOffset + at * 4, rows * this.rowBytes), position);
+      return;
+    }
+    this.scratch ??= new Uint8Array(this.rowBytes);
+    const raw = this.scratch;
+    const len = this.rowLen;
+    for (let r = 0; r < rows; r++) {
+      this.source.readAt(raw, position + r * this.rowBytes);
+      const o = at + r * len;
+      if (this.dtype === "float16") {
+        const h = new Uint16Array(raw.buffer, raw.byteOffset, len);
+        const table = halfToFloatTable();
+        for (let i = 0; i < len; i++) dst[o + i] = table[h[i]];
+      } else {
+        const d = new Float64Array(raw.buffer, raw.byteOffset, len);
+        for (let i = 0; i < len; i++) dst[o + i] = d[i];
+      }
+    }
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.source.close();
+  }
+}
+
+function outputFor(out: Float32Array | undefined, n: number, rowLen: number, file: string): Float32Array {
+  if (!out) return new Float32Array(n * rowLen);
+  if (out.length < n * rowLen) {
+    throw new Error(`${file}: output holds ${out.length} values, ${n} rows need ${n * rowLen}`);
+  }
+  return out;
+}
+
+function checkRow(value: number, count: number, file: string): number {
+  if (!Number.isInteger(value) || value < 0 || value >= count) {
+    throw new RangeError(`${file}: image index ${value} out of range [0, ${count})`);
+  }
+  return value;
+}
+
+/** Positioned reads with `fs.readSync` on one descriptor. */
+export function fileSource(path: string): ByteSource {
+  const fd = openFile(path);
+  const size = fstatSync(fd).size;
+  let open = true;
+  return {
+    size,
+    readAt(dst, position) {
+      if (!open) throw new Error(`${path}: file is closed`);
+      let done = 0;
+      // read(2) may return fewer bytes than asked (large requests are split by the kernel).
+      while (done < dst.length) {
+        const got = readSync(fd, dst, done, dst.length - done, position + done);
+        if (got === 0) {
+          throw new FormatError(path, `file ended at byte ${position + done}, expected ${dst.length - done} more bytes (truncated while open?)`);
+        }
+        done += got;
+      }
+    },
+    close() {
+      if (open) closeSync(fd);
+      open = false;
+    },
+  };
+}
+
+/**
+ * Windows of the file mapped with Bun.mmap (MAP_PRIVATE, so that a stray write never reaches the
+ * file). Falls back to positioned reads when mapping is impossible (no Bun, read-only file or
+ * mount, a file system without mmap).
+ */
+export function mmapSource(path: string): ByteSource {
+  const size = fstatSize(path);
+  const bun = (globalThis as { Bun?: { mmap?: (p: string, o: object) => Uint8Array } }).Bun;
+  if (!bun?.mmap || size === 0) return fileSource(path);
+  const windows = new Map<number, Uint8Array>();
+  const windowAt = (w: number): Uint8Array => {
+    let m = windows.get(w);
+    if (!m) {
+      const offset = w * MMAP_WINDOW_BYTES;
+      m = bun.mmap!(path, { shared: false, offset, size: Math.min(MMAP_WINDOW_BYTES, size - offset) });
+      windows.set(w, m);
+    }
+    return m;
+  };
+  try {
+    windowAt(0);
+  } catch {
+    return fileSource(path);
+  }
+  return {
+    size,
+    readAt(dst, position) {
+      if (position + dst.length > size) {
+        throw new FormatError(path, `read of ${dst.length} bytes at ${position} passes the end of the file (${size} bytes)`);
+      }
+      let done = 0;
+      while (done < dst.length) {
+        const p = position + done;
+        const w = Math.floor(p / MMAP_WINDOW_BYTES);
+        const m = windowAt(w);
+        const from = p - w * MMAP_WINDOW_BYTES;
+        const len = Math.min(dst.length - done, m.length - from);
+        dst.set(m.subarray(from, from + len), done);
+        done += len;
+      }
+    },
+    close() {
+      // Bun unmaps when the collector reclaims the arrays; dropping them is all we can do.
+      windows.clear();
+    },
+  };
+}
+
+function openFile(path: string): number {
+  try {
+    return openSync(path, "r");
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === "ENOENT") throw new FormatError(path, "file not found");
+    throw new FormatError(path, `cannot open (${code ?? (e as Error).message})`);
+  }
+}
+
+function fstatSize(path: string): number {
+  const fd = openFile(path);
+  try {
+    return fstatSync(fd).size;
+  } finally {
+    closeSync(fd);
+  }
+}
+
+let halfTable: Float32Array | null = null;
+
+/** All 65,536 half-precision values widened once: a table lookup per element instead of a call. */
+function halfToFloatTable(): Float32Array {
+  if (!halfTable) {
+    halfTable = new Float32Array(65536);
+    for (let h = 0; h < 65536; h++) halfTable[h] = halfToFloat(h);
+  }
+  return halfTable;
+}
