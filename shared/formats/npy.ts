@@ -53,9 +53,10 @@ export const NPY_PREAMBLE_BYTES = 12;
  * the whole mapping); `fileSize` (default `head.length`) is checked against the promised data size.
  */
 export function parseNpyHeader(head: Uint8Array, file: string, fileSize = head.length): NpyHeader {
-  if (head.length < 10 || !MAGIC.every((b, i) => head[i] === b)) {
+  if (!MAGIC.every((b, i) => head[i] === b)) {
     throw new FormatError(file, "not a .npy file (missing the \\x93NUMPY magic string)");
   }
+  if (head.length < 10) throw new FormatError(file, `truncated .npy header: ${head.length} bytes, shorter than the preamble`);
   const major = head[6];
   const minor = head[7];
   let headerLen: number;
@@ -96,11 +97,11 @@ export function parseNpyHeader(head: Uint8Array, file: string, fileSize = head.l
   }
   if (dict.fortran_order !== false) throw new FormatError(file, "header lacks a boolean 'fortran_order'");
   const shape = dict.shape;
-  if (!Array.isArray(shape) || shape.some((d) => !Number.isInteger(d) || d < 0)) {
+  if (!Array.isArray(shape) || shape.some((d) => typeof d !== "number" || !Number.isInteger(d) || d < 0)) {
     throw new FormatError(file, "header lacks a valid 'shape' tuple");
   }
   const dataOffset = start + headerLen;
-  const dataBytes = numel(shape) * DTYPE_BYTES[dtype];
+  const dataBytes = numel(shape as number[]) * DTYPE_BYTES[dtype];
   if (fileSize < dataOffset + dataBytes) {
     throw new FormatError(
       file,

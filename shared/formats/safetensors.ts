@@ -47,7 +47,7 @@ export function readSafetensors(bytes: Uint8Array, file: string): Safetensors {
   const ranges: Array<[number, number, string]> = [];
   for (const [name, info] of Object.entries(header)) {
     if (name === "__metadata__") {
-      if (info === null || typeof info !== "object" || Object.values(info).some((v) => typeof v !== "string")) {
+      if (info === null || typeof info !== "object" || Array.isArray(info) || Object.values(info).some((v) => typeof v !== "string")) {
         throw new FormatError(file, "__metadata__ must map strings to strings");
       }
       metadata = info as Record<string, string>;
