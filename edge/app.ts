@@ -1,0 +1,289 @@
+/**
+ * The edge HTTP app: JSON in and out, every request body a valibot schema (edge/schemas.ts) that
+ * also feeds /openapi.json. It knows no runtime: adapters (edge/bun.ts, edge/worker.ts) hand it
+ * an engine, or a loader that it calls once, on the first request that needs the model.
+ *
+ * Errors take one shape, `{error: {status, message}}`, made in one place (`onError`): handlers
+ * and middleware throw `HTTPException`; anything else is a bug, logged and answered 500.
+ */
+import { Hono, type Context } from "hono";
+import { bodyLimit } from "hono/body-limit";
+import { HTTPException } from "hono/http-exception";
+import type { ContentfulStatusCode } from "hono/utils/http-status";
+import { describeRoute, openAPIRouteHandler, resolver, validator } from "hono-openapi";
+import { toJsonSchema } from "@valibot/to-json-schema";
+import type * as v from "valibot";
+import { EngineInputError, type ImageQuery, type RetrievalEngine, type TextQuery } from "./engine.ts";
+import { DEFAULT_EDGE_LIMITS, requestSchemas, responseSchemas, type EdgeLimits } from "./schemas.ts";
+
+export interface EdgeAppOptions {
+  /** A ready engine, or … */
+  engine?: RetrievalEngine;
+  /** … a loader, called on the first request that needs the model; its result is kept. */
+  loadEngine?: () => Promise<RetrievalEngine>;
+  limits?: Partial<EdgeLimits>;
+  /** Where bugs and engine failures are reported; console.error by default. */
+  log?: (message: string, error: unknown) => void;
+}
+
+export type EngineState = "idle" | "loading" | "loaded" | "failed";
+
+export function createApp(options: EdgeAppOptions): Hono {
+  if ((options.engine === undefined) === (options.loadEngine === undefined)) {
+    throw new Error("createApp: give exactly one of engine or loadEngine");
+  }
+  const limits: EdgeLimits = { ...DEFAULT_EDGE_LIMITS, ...options.limits };
+  const log = options.log ?? ((message, error) => console.error(message, error));
+  const engine = engineSlot(options, log);
+  const schemas = requestSchemas(limits);
+  const app = new Hono();
+
+  app.onError((error, c) => {
+    if (error instanceof HTTPException) return errorResponse(c, error.status, error.message);
+    log(`edge: ${c.req.method} ${c.req.path} failed`, error);
+    return errorResponse(c, 500, "internal error");
+  });
+  app.notFound((c) => errorResponse(c, 404, `no route ${c.req.method} ${c.req.path}`));
+
+  app.use("/v1/*", jsonBodiesOnly);
+  app.use(
+    "/v1/*",
+    bodyLimit({
+      maxSize: limits.bodyLimit,
+      onError: () => {
+        throw new HTTPException(413, { message: `request body is larger than ${limits.bodyLimit} bytes` });
+      },
+    }),
+  );
+
+  app.get(
+    "/health",
+    describeRoute({ summary: "Liveness, and whether the model is loaded", tags: ["meta"], responses: ok(responseSchemas.health) }),
+    (c) => c.json({ status: "ok" as const, engine: engine.state() }),
+  );
+
+  app.get(
+    "/v1/model",
+    describeRoute({ summary: "The loaded model", tags: ["model"], responses: ok(responseSchemas.model) }),
+    async (c) => {
+      const e = await engine.get();
+      return c.json({ ...e.info(), imgDim: e.imgDim, regions: e.regions, vocabSize: e.vocabSize });
+    },
+  );
+
+  app.post(
+    "/v1/search/images",
+    describeRoute({ summary: "Text → image search over the gallery", tags: ["search"], responses: ok(responseSchemas.results) }),
+    validator("json", schemas.searchImages, failOnIssues),
+    async (c) => {
+      const body = c.req.valid("json");
+      const e = await engine.get();
+      requireGallery(e);
+      const results = await engineCall(() => e.searchImages(textQuery(e, body, ""), body.k));
+      return c.json({ results });
+    },
+  );
+
+  app.post(
+    "/v1/search/captions",
+    describeRoute({ summary: "Image → text search over the gallery captions", tags: ["search"], responses: ok(responseSchemas.results) }),
+    validator("json", schemas.searchCaptions, failOnIssues),
+    async (c) => {
+      const body = c.req.valid("json");
+      const e = await engine.get();
+      requireGallery(e);
+      const results = await engineCall(() => e.searchCaptions(imageQuery(e, body, ""), body.k));
+      return c.json({ results });
+    },
+  );
+
+  app.post(
+    "/v1/score",
+    describeRoute({ summary: "Similarity of image-text pairs", tags: ["search"], responses: ok(responseSchemas.scores) }),
+    validator("json", schemas.score, failOnIssues),
+    async (c) => {
+      const { pairs } = c.req.valid("json");
+      const e = await engine.get();
+      const queries = pairs.map((p, i) => ({ ...imageQuery(e, p, `pairs[${i}].`), ...textQuery(e, p, `pairs[${i}].`) }));
+      const scores = await engineCall(() => e.score(queries));
+      return c.json({ scores });
+    },
+  );
+
+  app.post(
+    "/v1/eval",
+    describeRoute({ summary: "Official i2t/t2i recall on the gallery", tags: ["model"], responses: ok(responseSchemas.evaluate) }),
+    validator("json", schemas.evaluate, failOnIssues),
+    async (c) => {
+      const { limit } = c.req.valid("json");
+      const e = await engine.get();
+      const gallery = requireGallery(e);
+      if (limit !== undefined && limit > gallery.images) {
+        throw badRequest(`limit: ${limit} is more than the gallery's ${gallery.images} images`);
+      }
+      return c.json(await engineCall(() => e.evaluate(limit)));
+    },
+  );
+
+  app.get(
+    "/openapi.json",
+    openAPIRouteHandler(app, {
+      documentation: {
+        info: {
+          title: "PC2 edge retrieval API",
+          version: "1",
+          description: "Image-text retrieval with a PC2-trained SGRAF model.",
+        },
+      },
+      defaultValidationErrorResponse: {
+        description: "Invalid request; the message names the field",
+        content: { "application/json": { schema: errorJsonSchema() } },
+      },
+    }),
+  );
+  return app;
+}
+
+// --- engine slot ---------------------------------------------------------------------------
+
+function engineSlot(options: EdgeAppOptions, log: (m: string, e: unknown) => void) {
+  let state: EngineState = options.engine ? "loaded" : "idle";
+  let pending: Promise<RetrievalEngine> | null = options.engine ? Promise.resolve(options.engine) : null;
+  return {
+    state: () => state,
+    get(): Promise<RetrievalEngine> {
+      if (pending === null) {
+        state = "loading";
+        pending = options.loadEngine!().then(
+          (e) => {
+            state = "loaded";
+            return e;
+          },
+          (error: unknown) => {
+            // Forget the failure so that a later request tries again (a transient fetch error).
+            state = "failed";
+            pending = null;
+            log("edge: loading the model failed", error);
+            throw new HTTPException(503, { message: "the model could not be loaded; see the server log" });
+          },
+        );
+      }
+      return pending;
+    },
+  };
+}
+
+// --- request checks against the model ------------------------------------------------------
+
+function textQuery(e: RetrievalEngine, q: TextQuery, at: string): TextQuery {
+  if (q.tokens === undefined) return { text: q.text };
+  const bad = q.tokens.findIndex((t) => t >= e.vocabSize);
+  if (bad >= 0) {
+    throw badRequest(`${at}tokens[${bad}]: ${q.tokens[bad]} is not in [0, ${e.vocabSize}), the model's vocabulary`);
+  }
+  return { tokens: q.tokens };
+}
+
+function imageQuery(e: RetrievalEngine, q: { image?: number; features?: number[][] }, at: string): ImageQuery {
+  if (q.features === undefined) {
+    const gallery = requireGallery(e);
+    if (q.image! >= gallery.images) {
+      throw badRequest(`${at}image: ${q.image} is not in [0, ${gallery.images}), the gallery's images`);
+    }
+    return { image: q.image };
+  }
+  const rows = q.features;
+  if (rows.length !== e.regions) {
+    throw badRequest(`${at}features: has ${rows.length} rows; the model takes [${e.regions}][${e.imgDim}]`);
+  }
+  const flat = new Float32Array(e.regions * e.imgDim);
+  rows.forEach((row, r) => {
+    if (row.length !== e.imgDim) {
+      throw badRequest(`${at}features[${r}]: has ${row.length} values; the model takes [${e.regions}][${e.imgDim}]`);
+    }
+    flat.set(row, r * e.imgDim);
+  });
+  return { features: flat };
+}
+
+function requireGallery(e: RetrievalEngine) {
+  const gallery = e.info().gallery;
+  if (gallery === null) {
+    throw new HTTPException(409, { message: "this model has no gallery: only /v1/score with features and text works" });
+  }
+  return gallery;
+}
+
+async function engineCall<T>(call: () => Promise<T>): Promise<T> {
+  try {
+    return await call();
+  } catch (error) {
+    if (error instanceof EngineInputError) throw badRequest(error.message);
+    throw error;
+  }
+}
+
+// --- errors --------------------------------------------------------------------------------
+
+const MAX_MESSAGE = 300;
+
+function badRequest(message: string): HTTPException {
+  return new HTTPException(400, { message });
+}
+
+function errorResponse(c: Context, status: number, message: string): Response {
+  return c.json({ error: { status, message } }, status as ContentfulStatusCode);
+}
+
+/**
+ * Content-Type guard for bodies: a request that carries a body must say JSON (415 otherwise);
+ * one without a body is parsed as `{}` by the validator.
+ */
+async function jsonBodiesOnly(c: Context, next: () => Promise<void>): Promise<void> {
+  if (c.req.raw.body !== null) {
+    const type = (c.req.header("Content-Type") ?? "").split(";")[0]!.trim().toLowerCase();
+    if (!/^application\/([\w.-]+\+)?json$/.test(type)) {
+      throw new HTTPException(415, { message: `Content-Type must be application/json, not ${JSON.stringify(type.slice(0, 100))}` });
+    }
+  }
+  await next();
+}
+
+/** Validator hook: the first issue, as `path: message`, in a 400. */
+/** A Standard Schema issue, as much of it as is read here. */
+interface Issue {
+  message: string;
+  path?: ReadonlyArray<PropertyKey | { key: PropertyKey }>;
+}
+
+function failOnIssues(result: { success: boolean; error?: readonly Issue[] }): void {
+  if (result.success) return;
+  const issue = result.error?.[0];
+  const message = issue ? `${issuePath(issue)}: ${issue.message}` : "invalid request body";
+  throw badRequest(message.length > MAX_MESSAGE ? `${message.slice(0, MAX_MESSAGE)}…` : message);
+}
+
+function issuePath(issue: Issue): string {
+  let out = "";
+  for (const segment of issue.path ?? []) {
+    const key = typeof segment === "object" ? segment.key : segment;
+    if (typeof key === "number") out += `[${key}]`;
+    else out += out === "" ? String(key) : `.${String(key)}`;
+  }
+  return out === "" ? "body" : out;
+}
+
+// --- OpenAPI helpers -----------------------------------------------------------------------
+
+function ok(schema: v.GenericSchema) {
+  return { 200: { description: "OK", content: { "application/json": { schema: resolver(schema) } } }, default: errorDoc() };
+}
+
+function errorDoc() {
+  return { description: "Error", content: { "application/json": { schema: resolver(responseSchemas.error) } } };
+}
+
+function errorJsonSchema() {
+  const { $schema: _, ...schema } = toJsonSchema(responseSchemas.error);
+  return schema as Record<string, unknown>;
+}

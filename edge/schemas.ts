@@ -1,0 +1,173 @@
+/**
+ * Request and response bodies of the edge API as valibot schemas: the validator middleware parses
+ * with them and /openapi.json is generated from them. Bounds that depend only on the app's limits
+ * live here; those that depend on the loaded model (vocabulary size, feature shape, gallery size)
+ * are checked in app.ts once the engine is known.
+ */
+import * as v from "valibot";
+
+export interface EdgeLimits {
+  /** Largest request body, bytes. */
+  bodyLimit: number;
+  /** Largest k of a search. */
+  maxK: number;
+  /** k when a search names none. */
+  defaultK: number;
+  /** Longest query text, UTF-16 code units. */
+  maxTextLength: number;
+  /** Longest token list. */
+  maxTokens: number;
+  /** Most pairs in one /v1/score request. */
+  maxPairs: number;
+  /** Static caps on a feature matrix before its shape is checked against the model. */
+  maxRegions: number;
+  maxImgDim: number;
+  /**
+   * Largest |value| in a feature matrix: real region features are small, and anything near
+   * float32's range would overflow the engine's squared norms into Infinity/NaN.
+   */
+  maxFeatureMagnitude: number;
+}
+
+export const DEFAULT_EDGE_LIMITS: EdgeLimits = {
+  bodyLimit: 1024 * 1024,
+  maxK: 100,
+  defaultK: 10,
+  maxTextLength: 1000,
+  maxTokens: 512,
+  maxPairs: 256,
+  maxRegions: 256,
+  maxImgDim: 4096,
+  maxFeatureMagnitude: 1e6,
+};
+
+const index = v.pipe(v.number(), v.integer(), v.minValue(0), v.maxValue(Number.MAX_SAFE_INTEGER));
+
+function textField(limits: EdgeLimits) {
+  return v.pipe(
+    v.string(),
+    v.minLength(1),
+    v.maxLength(limits.maxTextLength),
+    v.check((s) => s.trim().length > 0, "text must contain a non-space character"),
+    v.description("Query text; the model's tokenizer turns it into tokens."),
+  );
+}
+
+function tokensField(limits: EdgeLimits) {
+  return v.pipe(
+    v.array(index),
+    v.minLength(1),
+    v.maxLength(limits.maxTokens),
+    v.description("Vocabulary ids, each in [0, vocabSize) of the loaded model."),
+  );
+}
+
+function featuresField(limits: EdgeLimits) {
+  const m = limits.maxFeatureMagnitude;
+  const value = v.pipe(v.number(), v.finite(), v.minValue(-m), v.maxValue(m));
+  return v.pipe(
+    v.array(v.pipe(v.array(value), v.minLength(1), v.maxLength(limits.maxImgDim))),
+    v.minLength(1),
+    v.maxLength(limits.maxRegions),
+    v.description("Region features, shape [regions][imgDim] of the loaded model."),
+  );
+}
+
+const imageField = v.pipe(index, v.description("Index of an image in the model's gallery."));
+
+function kField(limits: EdgeLimits) {
+  return v.optional(
+    v.pipe(v.number(), v.integer(), v.minValue(1), v.maxValue(limits.maxK), v.description("Number of results.")),
+    limits.defaultK,
+  );
+}
+
+const oneText = (q: { text?: string; tokens?: number[] }) => (q.text === undefined) !== (q.tokens === undefined);
+const oneImage = (q: { image?: number; features?: number[][] }) =>
+  (q.image === undefined) !== (q.features === undefined);
+const ONE_TEXT = "give exactly one of text or tokens";
+const ONE_IMAGE = "give exactly one of image or features";
+
+/**
+ * All request schemas for one set of limits. Each stops at its first issue (abortEarly): a
+ * hostile body of a million bad numbers costs one issue, not a million.
+ */
+export function requestSchemas(limits: EdgeLimits) {
+  const text = textField(limits);
+  const tokens = tokensField(limits);
+  const features = featuresField(limits);
+  const k = kField(limits);
+  const early = <S extends v.GenericSchema>(s: S) => v.config(s, { abortEarly: true });
+  return {
+    searchImages: early(
+      v.pipe(
+        v.strictObject({ text: v.optional(text), tokens: v.optional(tokens), k }),
+        v.check((q) => oneText(q), ONE_TEXT),
+        v.description("Text→image search over the gallery. Exactly one of text or tokens."),
+      ),
+    ),
+    searchCaptions: early(
+      v.pipe(
+        v.strictObject({ image: v.optional(imageField), features: v.optional(features), k }),
+        v.check((q) => oneImage(q), ONE_IMAGE),
+        v.description("Image→text search over the gallery captions. Exactly one of image or features."),
+      ),
+    ),
+    score: early(
+      v.strictObject({
+        pairs: v.pipe(
+          v.array(
+            v.pipe(
+              v.strictObject({
+                image: v.optional(imageField),
+                features: v.optional(features),
+                text: v.optional(text),
+                tokens: v.optional(tokens),
+              }),
+              v.check((q) => oneImage(q), ONE_IMAGE),
+              v.check((q) => oneText(q), ONE_TEXT),
+            ),
+          ),
+          v.minLength(1),
+          v.maxLength(limits.maxPairs),
+          v.description("Image-text pairs; each has one of image/features and one of text/tokens."),
+        ),
+      }),
+    ),
+    evaluate: early(
+      v.strictObject({
+        limit: v.optional(
+          v.pipe(index, v.minValue(1), v.description("Evaluate on the first `limit` gallery images.")),
+        ),
+      }),
+    ),
+  };
+}
+
+export type RequestSchemas = ReturnType<typeof requestSchemas>;
+
+// Responses: documentation only (the app builds them, so they are not parsed).
+
+const metrics = v.object({ r1: v.number(), r5: v.number(), r10: v.number(), medr: v.number(), meanr: v.number() });
+
+export const responseSchemas = {
+  error: v.object({ error: v.object({ status: v.number(), message: v.string() }) }),
+  health: v.object({ status: v.literal("ok"), engine: v.picklist(["loaded", "loading", "idle", "failed"]) }),
+  model: v.object({
+    config: v.record(v.string(), v.unknown()),
+    dtype: v.string(),
+    sha256: v.string(),
+    nets: v.array(v.string()),
+    gallery: v.nullable(v.object({ images: v.number(), captions: v.number(), perCaptions: v.number() })),
+    imgDim: v.number(),
+    regions: v.number(),
+    vocabSize: v.number(),
+  }),
+  results: v.object({
+    results: v.array(
+      v.object({ index: v.number(), score: v.number(), caption: v.optional(v.string()), image: v.optional(v.number()) }),
+    ),
+  }),
+  scores: v.object({ scores: v.array(v.number()) }),
+  evaluate: v.object({ i2t: metrics, t2i: metrics, rsum: v.number(), images: v.number(), captions: v.number() }),
+};

@@ -1,0 +1,46 @@
+/**
+ * Cloudflare Workers entry. Workers may not compile WebAssembly from bytes at run time, so the
+ * tfjs binary is imported as a module (wrangler.toml's CompiledWasm rule) and handed to
+ * `initWasmBackend`. The model comes from the static-assets binding (ASSETS) or, for files over
+ * the 25 MiB asset limit, an R2 bucket (MODEL_BUCKET, keys under MODEL_PREFIX). The app and the
+ * engine are made on the first request, once per isolate, and kept.
+ */
+import type { Hono } from "hono";
+import wasmModule from "@tensorflow/tfjs-backend-wasm/dist/tfjs-backend-wasm-simd.wasm";
+import { createApp, type EdgeAppOptions } from "./app.ts";
+import { bucketAssets, workersAssets, type AssetSource, type AssetsBinding, type BucketBinding } from "./assets.ts";
+import type { EngineLoader } from "./engine.ts";
+import { loadEngine } from "./engine-loader.ts";
+import { initWasmBackend } from "./tfjs-wasm.ts";
+
+export interface WorkerEnv {
+  ASSETS?: AssetsBinding;
+  MODEL_BUCKET?: BucketBinding;
+  MODEL_PREFIX?: string;
+}
+
+/** Where this deployment's model files are: the bucket when bound, else the assets. */
+export function modelAssets(env: WorkerEnv): AssetSource {
+  if (env.MODEL_BUCKET) return bucketAssets(env.MODEL_BUCKET, env.MODEL_PREFIX ?? "");
+  if (env.ASSETS) return workersAssets(env.ASSETS, env.MODEL_PREFIX ?? "");
+  throw new Error("the Worker has neither an ASSETS nor a MODEL_BUCKET binding (wrangler.toml)");
+}
+
+/** A Worker serving the edge app with the engine that `loader` makes from the model files. */
+export function createWorker(loader: EngineLoader, limits?: EdgeAppOptions["limits"]) {
+  let app: Hono | null = null;
+  return {
+    fetch(request: Request, env: WorkerEnv, ctx: unknown): Response | Promise<Response> {
+      app ??= createApp({
+        limits,
+        loadEngine: async () => {
+          await initWasmBackend({ module: wasmModule });
+          return loader(modelAssets(env));
+        },
+      });
+      return app.fetch(request, env, ctx as never);
+    },
+  };
+}
+
+export default createWorker(loadEngine);
