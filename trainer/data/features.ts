@@ -5,18 +5,25 @@
  * The official PrecompDataset holds the whole array (`np.load`) and indexes `images[t2i[i]]`;
  * `gather` is that indexing for a batch.
  *
- * Two ways to reach the rows, measured by benchmarks/features_rss.ts on a 4 GB file:
+ * Two ways to reach the rows, measured by benchmarks/features_rss.ts (4 GB float32 file of
+ * (13563, 36, 2048), shuffled batches of 128 rows = 37.7 MB, one epoch, warm page cache, 2 shared
+ * cores; two runs):
+ *
+ *   read       12.5–17.8k rows/s  3.7–5.2 GB/s  peak RSS   80 MB
+ *   mmap       10.7–17.9k rows/s  3.1–5.3 GB/s  peak RSS 4081 MB  (the whole file)
+ *   mmap-drop   9.1–14.3k rows/s  2.7–4.2 GB/s  peak RSS 1809 MB  (mapping dropped + GC every 8 batches)
  *
  * - "read" (the default): positioned reads (`pread`) straight into the caller's output array.
- *   The resident set stays bounded by the output batch (plus one row of scratch for float16 /
- *   float64 files), whatever the file size: the kernel's page cache holds the file, and page cache
- *   is not charged to the process. It works on read-only files and mounts.
- * - "mmap": `Bun.mmap` over windows of at most 1 GiB (one mapping cannot exceed 4 GiB in Bun 1.4,
- *   and the rows of a real file cross that). Every page touched stays in the process's RSS (as
- *   RssFile) while its window is mapped, and Bun frees a mapping only when the garbage collector
- *   reclaims it, so an epoch over the file drives RSS up to the file size. Bun.mmap also opens the
- *   file read-write (it fails on a read-only mount) and crashes the process if the file is
- *   truncated while mapped. It was no faster than "read" here. Kept for measurement.
+ *   RSS is bounded by the runtime's baseline + the output batch (B × 36 × img_dim × 4 bytes) + one
+ *   row of scratch for float16 / float64 files, whatever the file size: the file lives in the
+ *   kernel's page cache, which is not charged to the process. It works on read-only files/mounts.
+ * - "mmap": `Bun.mmap` over windows of at most 1 GiB (one mapping above 4 GiB fails in Bun 1.4, and
+ *   Flickr30K's 8.5 GB file is above it). Every page touched stays in RSS (as RssFile) while its
+ *   window is mapped, and with large page-cache folios a random row maps far more than its own
+ *   bytes; Bun unmaps only when the collector reclaims the array, so an epoch drives RSS to the
+ *   file size, and dropping the mapping every few batches still leaves RSS in the gigabytes.
+ *   Bun.mmap also opens the file read-write (fails on a read-only mount) and crashes the process
+ *   if the file is truncated while mapped. It was no faster. Kept for measurement and as a choice.
  *
  * "auto" is "read".
  */
