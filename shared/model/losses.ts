@@ -3,7 +3,7 @@
  * `entropy` and NonContrastiveLoss (pseudo-classification).
  */
 import * as tf from "./tf";
-import { maxLast } from "./ops";
+import { maxLast, oneHotFloat, softmax } from "./ops";
 
 export type SoftMargin = "linear" | "exponential" | "sin";
 export const SOFT_MARGINS: readonly SoftMargin[] = ["linear", "exponential", "sin"];
@@ -91,7 +91,7 @@ export function entropy(x: tf.Tensor, inputAsProbabilities: boolean): tf.Tensor 
         const c = tf.maximum(x, 1e-8);
         return tf.mul(c, tf.log(c));
       })()
-    : tf.mul(tf.softmax(x), tf.logSoftmax(x));
+    : tf.mul(softmax(x), tf.logSoftmax(x));
   if (b.rank === 2) return tf.neg(tf.mean(tf.sum(b, 1)));
   if (b.rank === 1) return tf.neg(tf.sum(b));
   throw new Error(`entropy: input tensor is ${b.rank}-dimensional`);
@@ -103,10 +103,10 @@ export function entropy(x: tf.Tensor, inputAsProbabilities: boolean): tf.Tensor 
  */
 export function nonContrastiveHard(logits: tf.Tensor2D, targets: tf.Tensor2D): { ce: tf.Tensor; enTargets: tf.Tensor; enProbs: tf.Tensor } {
   const K = logits.shape[1];
-  const probs = tf.softmax(logits);
+  const probs = softmax(logits);
   const enTargets = entropy(tf.mean(targets, 0), true);
   const enProbs = entropy(probs, true);
-  const onehot = tf.oneHot(tf.argMax(targets, -1), K, 1, 0, "float32");
+  const onehot = oneHotFloat(tf.argMax(targets, -1), K);
   const ce = tf.neg(tf.mean(tf.sum(tf.mul(onehot, tf.logSoftmax(logits)), 1)));
   return { ce, enTargets, enProbs };
 }
@@ -114,6 +114,6 @@ export function nonContrastiveHard(logits: tf.Tensor2D, targets: tf.Tensor2D): {
 /** NonContrastiveLoss with soft labels: mean soft NLL and the entropy of the mean prediction. */
 export function nonContrastiveSoft(logits: tf.Tensor2D, targets: tf.Tensor2D): { nll: tf.Tensor; en: tf.Tensor } {
   const nll = tf.mean(tf.sum(tf.neg(tf.mul(targets, tf.logSoftmax(logits))), 1));
-  const en = entropy(tf.mean(tf.softmax(logits), 0), true);
+  const en = entropy(tf.mean(softmax(logits), 0), true);
   return { nll, en };
 }

@@ -6,8 +6,15 @@
  */
 import * as tf from "./tf";
 
+type GradFunc = (dy: tf.Tensor, saved: tf.Tensor[]) => tf.Tensor | tf.Tensor[];
+
+/** tf.customGrad with the tensor arguments typed (its own typing folds the save function into them). */
+function customOp<A extends tf.Tensor[]>(f: (...args: [...A, tf.GradSaveFunc]) => { value: tf.Tensor; gradFunc: GradFunc }): (...args: A) => tf.Tensor {
+  return tf.customGrad(f as unknown as Parameters<typeof tf.customGrad>[0]) as unknown as (...args: A) => tf.Tensor;
+}
+
 /** 2-D `a @ b` whose gradients are 2-D untransposed matmuls of explicitly transposed operands. */
-export const mm = tf.customGrad((a: tf.Tensor, b: tf.Tensor, save: tf.GradSaveFunc) => {
+export const mm = customOp((a: tf.Tensor, b: tf.Tensor, save: tf.GradSaveFunc) => {
   save([a, b]);
   return {
     value: tf.matMul(a as tf.Tensor2D, b as tf.Tensor2D),
@@ -28,7 +35,7 @@ export function linear(x: tf.Tensor, w: tf.Tensor, b?: tf.Tensor): tf.Tensor {
   return y.reshape([...lead, outF]);
 }
 
-const l2normLast = tf.customGrad((x: tf.Tensor, epsT: tf.Tensor, save: tf.GradSaveFunc) => {
+const l2normLast = customOp((x: tf.Tensor, epsT: tf.Tensor, save: tf.GradSaveFunc) => {
   const eps = epsT;
   const n = tf.sqrt(tf.sum(tf.square(x), -1, true));
   const d = tf.add(n, eps);
@@ -50,10 +57,42 @@ export function l2norm(x: tf.Tensor, eps = 1e-8): tf.Tensor {
   return l2normLast(x, tf.scalar(eps));
 }
 
+/**
+ * Softmax over the last axis from exp and sum kernels. (The wasm backend's fused Softmax is
+ * accurate to only ~2e-6 relative, ten times worse than its Exp; that error reaches the
+ * gradients of the reference cases.) Gradient: y ⊙ (g − Σ g⊙y).
+ */
+export const softmax = customOp((x: tf.Tensor, save: tf.GradSaveFunc) => {
+  const e = tf.exp(tf.sub(x, tf.max(x, -1, true)));
+  const y = tf.div(e, tf.sum(e, -1, true));
+  save([y]);
+  return {
+    value: y,
+    gradFunc: (g: tf.Tensor, saved: tf.Tensor[]) => {
+      const [sy] = saved;
+      return [tf.mul(sy, tf.sub(g, tf.sum(tf.mul(g, sy), -1, true)))];
+    },
+  };
+});
+
+/**
+ * Sigmoid whose gradient is evaluated as PyTorch's kernel does, (g · (1 − y)) · y. With scores
+ * near 0.5 the hinge gradients of different pairs cancel almost exactly, so the rounding order
+ * of this product is what the result is made of.
+ */
+export const sigmoid = customOp((x: tf.Tensor, save: tf.GradSaveFunc) => {
+  const y = tf.sigmoid(x);
+  save([y]);
+  return {
+    value: y,
+    gradFunc: (g: tf.Tensor, saved: tf.Tensor[]) => [tf.mul(tf.mul(g, tf.sub(1, saved[0])), saved[0])],
+  };
+});
+
 /** Softmax over the last axis with positions where `valid` is 0 excluded (additive mask). */
 export function maskedSoftmax(x: tf.Tensor, valid?: tf.Tensor): tf.Tensor {
-  if (!valid) return tf.softmax(x);
-  return tf.softmax(tf.add(x, tf.mul(tf.sub(1, valid), -1e9)));
+  if (!valid) return softmax(x);
+  return softmax(tf.add(x, tf.mul(tf.sub(1, valid), -1e9)));
 }
 
 /**
@@ -96,16 +135,24 @@ export function resizePositions(x: tf.Tensor3D, outLen: number): tf.Tensor3D {
   return tf.transpose(mm(w, flat).reshape([outLen, b, d]), [1, 0, 2]) as tf.Tensor3D;
 }
 
+/**
+ * One-hot rows as float32. (tfjs-backend-wasm 4.22's OneHot kernel writes integer bits into a
+ * float32 output, so the float variant is never requested from a backend.)
+ */
+export function oneHotFloat(indices: tf.Tensor, depth: number): tf.Tensor {
+  return tf.cast(tf.oneHot(indices, depth), "float32");
+}
+
 /** `torch.max(x, dim=-1)[0]` with the gradient routed to the first maximum only, as PyTorch does. */
-export const maxLast = tf.customGrad((x: tf.Tensor, save: tf.GradSaveFunc) => {
+export const maxLast = customOp((x: tf.Tensor, save: tf.GradSaveFunc) => {
   const idx = tf.argMax(x, -1);
   save([idx]);
   const n = x.shape[x.shape.length - 1]!;
   return {
     value: tf.max(x, -1),
-    gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => [tf.mul(tf.oneHot(saved[0] as tf.Tensor, n, 1, 0, "float32"), tf.expandDims(dy, -1))],
+    gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => [tf.mul(oneHotFloat(saved[0], n), tf.expandDims(dy, -1))],
   };
-}) as (x: tf.Tensor) => tf.Tensor;
+});
 
 /** Integer lengths to a [N, L] float mask (1 for positions < length). */
 export function lengthMask(lengths: ArrayLike<number>, width: number): tf.Tensor2D {

@@ -12,7 +12,7 @@
 import * as tf from "./tf";
 import type { Rng } from "../random";
 import { REGIONS, type SgrafConfig } from "./config";
-import { l2norm, lengthMask, linear, maskedSoftmax, mm } from "./ops";
+import { l2norm, lengthMask, linear, maskedSoftmax, mm, sigmoid, softmax } from "./ops";
 import { type ParamStore, gruNames } from "./params";
 
 /** Batch-norm epsilon and momentum of PyTorch's BatchNorm1d defaults. */
@@ -197,7 +197,7 @@ export function visualSA(p: ParamStore, local: tf.Tensor3D, ctx: ForwardContext)
   let gEmb = linear(rawGlobal, p.get(`${pre}.embedding_global.0.weight`), p.get(`${pre}.embedding_global.0.bias`));
   gEmb = dropout(tf.tanh(batchNorm(p, `${pre}.embedding_global.1`, gEmb, 1, ctx)), DROPOUT.selfAttention, ctx);
   const common = tf.mul(lEmb, tf.expandDims(gEmb, 1));
-  const weights = tf.softmax(linear(common, p.get(`${pre}.embedding_common.0.weight`), p.get(`${pre}.embedding_common.0.bias`)).squeeze([2]));
+  const weights = softmax(linear(common, p.get(`${pre}.embedding_common.0.weight`), p.get(`${pre}.embedding_common.0.bias`)).squeeze([2]));
   return l2norm(tf.sum(tf.mul(tf.expandDims(weights, 2), local), 1)) as tf.Tensor2D;
 }
 
@@ -259,7 +259,7 @@ export function scanAttention(img: tf.Tensor3D, cap: tf.Tensor3D): tf.Tensor4D {
   // attn[n, r, c, w] = <img[n, r], cap[c, w]> in one 2-D matmul.
   let attn: tf.Tensor = mm(img.reshape([N * R, E]), tf.transpose(cap.reshape([C * L, E]))).reshape([N, R, C, L]);
   attn = l2norm(tf.leakyRelu(attn, 0.1)); // over words: padded words are zero vectors and add nothing
-  attn = tf.softmax(tf.mul(tf.transpose(attn, [0, 2, 3, 1]), SCAN_SMOOTH)); // [N, C, L, R] over regions
+  attn = softmax(tf.mul(tf.transpose(attn, [0, 2, 3, 1]), SCAN_SMOOTH)); // [N, C, L, R] over regions
   // context[n, c, w] = sum_r attn[n, c, w, r] img[n, r]: one 2-D matmul per image.
   const perImage = tf.unstack(attn.reshape([N, C * L, R]));
   const imgs = tf.unstack(img);
@@ -276,12 +276,12 @@ function graphStep(p: ParamStore, k: number, nodes: tf.Tensor3D, keyMaskAdd: tf.
   if (onlyFirst) {
     // Only node 0 (the global alignment) is read after the last step.
     const q0 = linear(nodes.slice([0, 0, 0], [P, 1, S]).reshape([P, S]), p.get(`${pre}.graph_query_w.weight`), p.get(`${pre}.graph_query_w.bias`));
-    const edge = tf.softmax(tf.add(tf.sum(tf.mul(tf.expandDims(q0, 1), key), 2), keyMaskAdd.reshape([-1, K])));
+    const edge = softmax(tf.add(tf.sum(tf.mul(tf.expandDims(q0, 1), key), 2), keyMaskAdd.reshape([-1, K])));
     const agg = tf.sum(tf.mul(tf.expandDims(edge, 2), nodes), 1);
     return tf.relu(linear(agg, p.get(`${pre}.sim_graph_w.weight`), p.get(`${pre}.sim_graph_w.bias`))).reshape([P, 1, S]) as tf.Tensor3D;
   }
   const query = linear(flat, p.get(`${pre}.graph_query_w.weight`), p.get(`${pre}.graph_query_w.bias`)).reshape([P, K, S]);
-  const edge = tf.softmax(tf.add(tf.matMul(query, key, false, true), keyMaskAdd));
+  const edge = softmax(tf.add(tf.matMul(query, key, false, true), keyMaskAdd));
   const agg = tf.matMul(edge, nodes);
   return tf.relu(linear(agg, p.get(`${pre}.sim_graph_w.weight`), p.get(`${pre}.sim_graph_w.bias`))) as tf.Tensor3D;
 }
@@ -347,7 +347,7 @@ export function similarity(p: ParamStore, img: ImageSide, cap: CaptionSide, ctx:
   } else {
     simVec = attentionFiltration(p, nodes, nodeMask, ctx).reshape([N * C, S]);
   }
-  const score = tf.sigmoid(linear(simVec, p.get(`${pre}.sim_eval_w.weight`), p.get(`${pre}.sim_eval_w.bias`)));
+  const score = sigmoid(linear(simVec, p.get(`${pre}.sim_eval_w.weight`), p.get(`${pre}.sim_eval_w.bias`)));
   void E;
   return score.reshape([N, C]);
 }

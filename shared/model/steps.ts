@@ -7,7 +7,7 @@ import * as tf from "./tf";
 import type { Rng } from "../random";
 import { REGIONS } from "./config";
 import { type SoftMargin, contrastiveLoss, nonContrastiveHard } from "./losses";
-import { mm, resizePositions } from "./ops";
+import { mm, oneHotFloat, resizePositions, softmax } from "./ops";
 import { Adam, clipGradNorm } from "./optim";
 import type { ParamStore } from "./params";
 import { EVAL, type ForwardContext, captionSide, encodeImage, encodeText, imageSide, projectionHead, similarity } from "./sgraf";
@@ -106,7 +106,6 @@ function optimise(net: Net, o: StepOptions, lossFn: (ctx: ForwardContext) => Los
     for (const t of [...Object.values(out.scalars), ...Object.values(out.keep)]) tf.keep(t);
     return out.loss;
   }, p.trainable());
-  value.dispose();
   const byName = new Map<string, tf.Tensor>();
   for (const v of p.trainable()) {
     const g = grads[v.name];
@@ -117,6 +116,7 @@ function optimise(net: Net, o: StepOptions, lossFn: (ctx: ForwardContext) => Los
     scalars[k] = t.dataSync()[0];
     t.dispose();
   }
+  value.dispose();
   for (const [k, v] of Object.entries(scalars)) {
     if (!Number.isFinite(v)) {
       for (const g of byName.values()) g.dispose();
@@ -155,11 +155,21 @@ function take(t: tf.Tensor): Float32Array {
 }
 
 /**
+ * Per-sample labels that scale the triplet margin. The official co-training passes them as a
+ * [B, 1] tensor, which scales row i (image i) of the score matrix: `axis: "row"`. A [B] tensor
+ * scales column j instead (`axis: "column"`, as the unlabeled step and the reference fixtures do).
+ */
+export interface MarginLabels {
+  values: Float32Array;
+  axis: "row" | "column";
+}
+
+/**
  * One step of `warmup`, `warmup_sele` or `lb_train`:
  * loss = triplet + ce(img_logits, argmax softmax(txt_logits)) − λ_en · H(softmax(img_logits)).
- * `labels` (lb_train) are the refined targets; they scale the margin of each image row.
+ * `labels` (lb_train) are the refined targets that scale the margin.
  */
-export function trainStep(net: Net, batch: Batch, mode: Mode, o: StepOptions, labels?: Float32Array, diagnostics = false): StepResult {
+export function trainStep(net: Net, batch: Batch, mode: Mode, o: StepOptions, labels?: MarginLabels, diagnostics = false): StepResult {
   const B = batchSize(batch);
   const r = optimise(
     net,
@@ -175,10 +185,10 @@ export function trainStep(net: Net, batch: Batch, mode: Mode, o: StepOptions, la
         mode,
         hardNegative: o.hardNegative,
         softMargin: o.softMargin,
-        labels: labels ? tf.tensor2d(labels, [B, 1]) : undefined,
+        labels: labels ? (labels.axis === "row" ? tf.tensor2d(labels.values, [B, 1]) : tf.tensor1d(labels.values)) : undefined,
       });
-      const probsCap = tf.softmax(txtLogits);
-      const probsImg = tf.softmax(imgLogits);
+      const probsCap = softmax(txtLogits) as tf.Tensor2D;
+      const probsImg = softmax(imgLogits) as tf.Tensor2D;
       const img_ = nonContrastiveHard(imgLogits, probsCap);
       const cap_ = nonContrastiveHard(txtLogits, probsImg);
       const loss = tf.sub(tf.add(triplet, img_.ce), tf.mul(img_.enProbs, o.lambdaEn)) as tf.Scalar;
@@ -218,14 +228,14 @@ export function unlabeledStep(net: Net, unlabeled: Batch, labeled: Batch, o: Ste
       const { img, cap } = forwardEmb(p, unlabeled, ctx);
       const imgLogits = projectionHead(p, img);
       const lb = forwardEmb(p, labeled, ctx);
-      const probsLb = tf.softmax(projectionHead(p, lb.img));
-      const probs = tf.softmax(imgLogits);
+      const probsLb = softmax(projectionHead(p, lb.img));
+      const probs = softmax(imgLogits);
       // Cosine similarity of every unlabeled PO with every labeled PO, [Bu, Bl] (F.cosine_similarity, eps 1e-8).
       const dots = mm(probs, tf.transpose(probsLb));
       const norms = tf.mul(tf.expandDims(tf.norm(probs, 2, 1), 1), tf.expandDims(tf.norm(probsLb, 2, 1), 0));
       const cos = tf.div(dots, tf.maximum(norms, 1e-8));
       const best = tf.argMax(cos, 1).dataSync() as Int32Array;
-      const pick = tf.oneHot(tf.tensor1d(best, "int32"), Bl, 1, 0, "float32"); // [Bu, Bl]
+      const pick = oneHotFloat(tf.tensor1d(best, "int32"), Bl); // [Bu, Bl]
       let label = tf.sum(tf.mul(cos, pick), 1);
       // labels[labels < 0.5] = 0: the overwritten entries pass no gradient.
       label = tf.mul(label, tf.tensor1d(Float32Array.from(label.dataSync(), (v) => (v < 0.5 ? 0 : 1))));
@@ -265,7 +275,7 @@ export function unlabeledStep(net: Net, unlabeled: Batch, labeled: Batch, o: Ste
 export function evalLoss(p: ParamStore, batch: Batch, margin: number): { loss: Float32Array; probs: Float32Array } {
   return tf.tidy(() => {
     const { img, cap } = forwardEmb(p, batch, EVAL);
-    const probs = tf.softmax(projectionHead(p, img));
+    const probs = softmax(projectionHead(p, img));
     const sims = similarity(p, imageSide(p, img, EVAL), captionSide(p, cap, batch.lengths, EVAL), EVAL);
     const loss = contrastiveLoss(sims, { margin, mode: "eval_loss" });
     return { loss: loss.dataSync() as Float32Array, probs: probs.dataSync() as Float32Array };

@@ -1,0 +1,117 @@
+/**
+ * Backend selection for the trainer and the command-line tools: TensorFlow's native binding
+ * (tfjs-node-gpu, then tfjs-node) when it loads, else WebAssembly, else plain JavaScript.
+ */
+import * as tf from "../shared/model/tf";
+import { registerMissingKernels } from "../shared/model/kernels";
+
+export const BACKENDS = ["auto", "tensorflow", "wasm", "cpu"] as const;
+export type BackendChoice = (typeof BACKENDS)[number];
+
+export interface BackendInfo {
+  /** The tfjs backend name now active: "tensorflow", "wasm" or "cpu". */
+  name: string;
+  /** The package that provided it. */
+  provider: string;
+  /** Why this one: what was tried and why the others were passed over. */
+  reason: string;
+}
+
+/** How each candidate is loaded; injectable so that tests can exercise the selection logic. */
+export interface BackendLoaders {
+  /** Imports a native package; throws when it or its binding is missing. */
+  native(pkg: "@tensorflow/tfjs-node-gpu" | "@tensorflow/tfjs-node"): Promise<void>;
+  wasm(): Promise<void>;
+  cpu(): Promise<void>;
+  /** Activates a registered backend; false when it fails to initialise. */
+  activate(name: string): Promise<boolean>;
+}
+
+export const defaultLoaders: BackendLoaders = {
+  async native(pkg) {
+    await import(pkg);
+  },
+  async wasm() {
+    await import("@tensorflow/tfjs-backend-wasm");
+  },
+  async cpu() {
+    await import("@tensorflow/tfjs-backend-cpu");
+  },
+  async activate(name) {
+    return tf.setBackend(name);
+  },
+};
+
+export class BackendUnavailableError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "BackendUnavailableError";
+  }
+}
+
+const NATIVE = ["@tensorflow/tfjs-node-gpu", "@tensorflow/tfjs-node"] as const;
+
+/** What a user runs to make a native package usable (its install script fetches libtensorflow). */
+export const NATIVE_INSTALL_HINT =
+  "bun pm trust @tensorflow/tfjs-node-gpu (CUDA GPU) or bun pm trust @tensorflow/tfjs-node (CPU); both download libtensorflow, see the README";
+
+function firstLine(e: unknown): string {
+  return String((e as Error)?.message ?? e).split("\n")[0];
+}
+
+/**
+ * Picks and activates a backend. `auto` tries tensorflow (native), then wasm, then cpu; an explicit
+ * choice that cannot be activated is an error naming what to install.
+ */
+export async function initBackend(preferred: BackendChoice = "auto", loaders: BackendLoaders = defaultLoaders): Promise<BackendInfo> {
+  if (!BACKENDS.includes(preferred)) throw new BackendUnavailableError(`unknown backend '${preferred}' (valid: ${BACKENDS.join(", ")})`);
+  const skipped: string[] = [];
+
+  if (preferred === "auto" || preferred === "tensorflow") {
+    for (const pkg of NATIVE) {
+      try {
+        await loaders.native(pkg);
+        if (await loaders.activate("tensorflow")) {
+          return { name: "tensorflow", provider: pkg, reason: preferred === "auto" ? `native binding of ${pkg} loaded` : "requested" };
+        }
+        skipped.push(`${pkg}: loaded but the 'tensorflow' backend failed to initialise`);
+      } catch (e) {
+        skipped.push(`${pkg}: ${firstLine(e)}`);
+      }
+    }
+    if (preferred === "tensorflow") {
+      throw new BackendUnavailableError(`--backend tensorflow is unavailable (${skipped.join("; ")}). To enable it: ${NATIVE_INSTALL_HINT}`);
+    }
+  }
+
+  if (preferred === "auto" || preferred === "wasm") {
+    try {
+      await loaders.wasm();
+      if (await loaders.activate("wasm")) {
+        registerMissingKernels();
+        const why = preferred === "auto" ? `no native TensorFlow binding (${skipped.join("; ")}); wasm is the fastest CPU backend` : "requested";
+        return { name: "wasm", provider: "@tensorflow/tfjs-backend-wasm", reason: why };
+      }
+      skipped.push("wasm: failed to initialise");
+    } catch (e) {
+      skipped.push(`wasm: ${firstLine(e)}`);
+    }
+    if (preferred === "wasm") throw new BackendUnavailableError(`--backend wasm is unavailable (${skipped.join("; ")}); reinstall @tensorflow/tfjs-backend-wasm`);
+  }
+
+  try {
+    await loaders.cpu();
+    if (await loaders.activate("cpu")) {
+      return { name: "cpu", provider: "@tensorflow/tfjs-backend-cpu", reason: preferred === "auto" ? `fallback: ${skipped.join("; ")}` : "requested" };
+    }
+    skipped.push("cpu: failed to initialise");
+  } catch (e) {
+    skipped.push(`cpu: ${firstLine(e)}`);
+  }
+  throw new BackendUnavailableError(`no TensorFlow.js backend could be activated (${skipped.join("; ")})`);
+}
+
+/** One line for logs: which backend and why. */
+export function describeBackend(info: BackendInfo): string {
+  return `backend: ${info.name} (${info.provider}) — ${info.reason}`;
+}
