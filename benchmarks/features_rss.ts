@@ -17,7 +17,7 @@ import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, writeSync } fro
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { openFeatures, type FeatureAccess } from "../trainer/data/features";
-import { Random } from "../trainer/data/random";
+import { Random } from "../shared/random";
 
 interface Args {
   gb: number;

@@ -33,7 +33,7 @@ import { EVAL, captionSide, imageSide, projectionHead, similarity } from "../sha
 import { type Batch, forwardEmb, headTextInput, trainStep, unlabeledStep } from "../shared/model/steps";
 import { Adam } from "../shared/model/optim";
 import { contrastiveLoss, entropy, nonContrastiveHard, nonContrastiveSoft, type SoftMargin } from "../shared/model/losses";
-import { Rng } from "../shared/random";
+import { Random } from "../shared/random";
 import { i2t, t2i } from "../shared/eval/metrics";
 import { cleanProbability } from "../shared/eval/gmm";
 import { klConsistency } from "../shared/eval/split";
@@ -146,7 +146,7 @@ function stepOptions(c: Case, softMargin: SoftMargin) {
     gradClip: Number(c.config.grad_clip),
     softMargin,
     hardNegative: true,
-    rng: new Rng(0),
+    rng: new Random(0),
     dropout: 0,
   };
 }

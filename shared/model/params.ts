@@ -5,7 +5,7 @@
  */
 import * as tf from "./tf";
 import { FormatError, type NdArray, numel } from "../formats/ndarray";
-import type { Rng } from "../random";
+import type { Random } from "../random";
 import { PROJ_HIDDEN, REGIONS, type SgrafConfig } from "./config";
 
 type Init =
@@ -103,7 +103,7 @@ export function paramSpecs(cfg: SgrafConfig): ParamSpec[] {
   return specs;
 }
 
-function initValues(spec: ParamSpec, rng: Rng): Float32Array {
+function initValues(spec: ParamSpec, rng: Random): Float32Array {
   const n = numel(spec.shape);
   const init = spec.init;
   if (init.kind === "const") return new Float32Array(n).fill(init.value);
@@ -139,7 +139,7 @@ export class ParamStore {
   }
 
   /** Fresh parameters initialised as the official code does. */
-  static init(config: SgrafConfig, rng: Rng): ParamStore {
+  static init(config: SgrafConfig, rng: Random): ParamStore {
     return new ParamStore(config, (s) => initValues(s, rng));
   }
 

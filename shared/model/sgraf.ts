@@ -10,7 +10,7 @@
  * is the official per-caption computation.
  */
 import * as tf from "./tf";
-import type { Rng } from "../random";
+import type { Random } from "../random";
 import { REGIONS, type SgrafConfig } from "./config";
 import { l2norm, lengthMask, linear, maskedSoftmax, mm, sigmoid, softmax } from "./ops";
 import { type ParamStore, gruNames } from "./params";
@@ -31,7 +31,7 @@ export const DROPOUT = { text: 0.4, selfAttention: 0.4 };
  */
 export interface ForwardContext {
   training: boolean;
-  rng?: Rng;
+  rng?: Random;
   /** Overrides every dropout probability (the reference fixtures use 0). */
   dropout?: number;
   bnUpdates?: Map<string, tf.Tensor>;
@@ -46,7 +46,7 @@ function dropout(x: tf.Tensor, p: number, ctx: ForwardContext): tf.Tensor {
   const n = x.size;
   const mask = new Float32Array(n);
   const keep = 1 / (1 - rate);
-  for (let i = 0; i < n; i++) mask[i] = ctx.rng.next() >= rate ? keep : 0;
+  for (let i = 0; i < n; i++) mask[i] = ctx.rng.nextFloat() >= rate ? keep : 0;
   return tf.mul(x, tf.tensor(mask, x.shape));
 }
 

@@ -4,7 +4,7 @@
  * from a labeled batch (`ulb_train`), and the per-sample evaluation (`eval_loss`) used by the split.
  */
 import * as tf from "./tf";
-import type { Rng } from "../random";
+import type { Random } from "../random";
 import { REGIONS } from "./config";
 import { type SoftMargin, contrastiveLoss, nonContrastiveHard } from "./losses";
 import { mm, oneHotFloat, resizePositions, softmax } from "./ops";
@@ -41,7 +41,7 @@ export interface StepOptions {
   gradClip: number;
   softMargin: SoftMargin;
   hardNegative: boolean;
-  rng: Rng;
+  rng: Random;
   /** Overrides every dropout probability (0 for the reference fixtures). */
   dropout?: number;
 }

@@ -4,7 +4,7 @@
  * evaluation walks the captions in order.
  */
 import type { FeatureStore } from "./features";
-import type { Random } from "./random";
+import type { Random } from "../../shared/random";
 
 /** What a batch is drawn from: a split's captions and features, and the pairing in use. */
 export interface PairSource {

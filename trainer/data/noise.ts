@@ -13,7 +13,7 @@ import { dirname, join } from "node:path";
 import { FormatError, toIndexArray } from "../../shared/formats/ndarray";
 import { readNpy, writeNpy } from "../../shared/formats/npy";
 import { hasNaturalNoise } from "./datasets";
-import { Random } from "./random";
+import { Random } from "../../shared/random";
 
 export interface NoiseIndex {
   /** Image index of each caption (PrecompDataset.t2i_index). */

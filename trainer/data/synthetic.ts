@@ -24,7 +24,7 @@ import { join } from "node:path";
 import { writeNpy } from "../../shared/formats/npy";
 import { buildVocabulary, REGIONS } from "./datasets";
 import { cleanIndex, drawNoise, pythonFloatStr, saveNoiseFile } from "./noise";
-import { Random } from "./random";
+import { Random } from "../../shared/random";
 
 export interface SyntheticOptions {
   seed: number;

@@ -2,7 +2,7 @@ import { afterAll, describe, expect, test } from "bun:test";
 import { join } from "node:path";
 import { type Batch, batchCount, type PairSource, sequentialBatches, shuffledBatches } from "../../../trainer/data/batches";
 import { memoryFeatures, openFeatures } from "../../../trainer/data/features";
-import { Random } from "../../../trainer/data/random";
+import { Random } from "../../../shared/random";
 import { featureValue, tempDir, writeFeatures } from "./fixtures";
 
 const tmp = tempDir("pc2-batches-");

@@ -12,7 +12,7 @@ import {
   pythonFloatStr,
   readNoiseFile,
 } from "../../../trainer/data/noise";
-import { Random } from "../../../trainer/data/random";
+import { Random } from "../../../shared/random";
 import { REFERENCE_DIR, SHARED_DIR } from "../../support";
 import { tempDir, write } from "./fixtures";
 

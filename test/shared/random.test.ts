@@ -1,5 +1,5 @@
 import { describe, expect, test } from "bun:test";
-import { Random } from "../../../trainer/data/random";
+import { Random } from "../../shared/random";
 
 describe("Random", () => {
   test("xoshiro128** matches the reference outputs for state (1, 2, 3, 4)", () => {
