@@ -20,25 +20,6 @@ export interface WasmSource {
   bytes?: Uint8Array;
 }
 
-/** The binaries this glue can load; pick SIMD where `wasmSimdSupported()` says so. */
-export const WASM_BINARIES = {
-  plain: "tfjs-backend-wasm.wasm",
-  simd: "tfjs-backend-wasm-simd.wasm",
-} as const;
-
-/** The SIMD probe of wasm-feature-detect (the one tfjs-backend-wasm's flag uses). */
-const SIMD_PROBE = new Uint8Array([
-  0, 97, 115, 109, 1, 0, 0, 0, 1, 4, 1, 96, 0, 0, 3, 2, 1, 0, 10, 9, 1, 7, 0, 65, 0, 253, 15, 26, 11,
-]);
-
-export function wasmSimdSupported(): boolean {
-  try {
-    return WebAssembly.validate(SIMD_PROBE);
-  } catch {
-    return false;
-  }
-}
-
 let ready: Promise<void> | null = null;
 
 /**
@@ -52,11 +33,6 @@ export function initWasmBackend(source: WasmSource): Promise<void> {
     throw error;
   });
   return ready;
-}
-
-/** Whether `initWasmBackend` has completed and 'wasm' is the active backend. */
-export function wasmBackendReady(): boolean {
-  return tf.getBackend() === "wasm";
 }
 
 async function start(source: WasmSource): Promise<void> {
