@@ -43,10 +43,12 @@ async function start(source: WasmSource): Promise<void> {
   }
   const compiled = module;
   // Importing tfjs-backend-wasm registered a 'wasm' factory that loads the binary by itself;
-  // replace it (it was never initialised, so removing it frees nothing).
-  if (tf.findBackendFactory("wasm") !== null) tf.removeBackend("wasm");
-  setThreadsCount(1);
-  tf.registerBackend("wasm", async () => new BackendWasm(await instantiate(compiled)), 3);
+  // replace it, unless something in this process already started it (then it is used as is).
+  if (!("wasm" in tf.engine().registry)) {
+    if (tf.findBackendFactory("wasm") !== null) tf.removeBackend("wasm");
+    setThreadsCount(1);
+    tf.registerBackend("wasm", async () => new BackendWasm(await instantiate(compiled)), 3);
+  }
   const ok = await tf.setBackend("wasm");
   if (!ok || tf.getBackend() !== "wasm") {
     throw new Error(`initWasmBackend: tfjs could not start the wasm backend (active: ${tf.getBackend()})`);

@@ -5,7 +5,7 @@
  * the 25 MiB asset limit, an R2 bucket (MODEL_BUCKET, keys under MODEL_PREFIX). The app and the
  * engine are made on the first request, once per isolate, and kept.
  */
-import type { Hono } from "hono";
+import type { ExecutionContext, Hono } from "hono";
 import wasmModule from "@tensorflow/tfjs-backend-wasm/dist/tfjs-backend-wasm-simd.wasm";
 import { createApp, type EdgeAppOptions } from "./app.ts";
 import { bucketAssets, workersAssets, type AssetSource, type AssetsBinding, type BucketBinding } from "./assets.ts";
@@ -30,7 +30,7 @@ export function modelAssets(env: WorkerEnv): AssetSource {
 export function createWorker(loader: EngineLoader, limits?: EdgeAppOptions["limits"]) {
   let app: Hono | null = null;
   return {
-    fetch(request: Request, env: WorkerEnv, ctx: unknown): Response | Promise<Response> {
+    fetch(request: Request, env: WorkerEnv, ctx: ExecutionContext): Response | Promise<Response> {
       app ??= createApp({
         limits,
         loadEngine: async () => {
@@ -38,7 +38,7 @@ export function createWorker(loader: EngineLoader, limits?: EdgeAppOptions["limi
           return loader(modelAssets(env));
         },
       });
-      return app.fetch(request, env, ctx as never);
+      return app.fetch(request, env, ctx);
     },
   };
 }
