@@ -3,7 +3,7 @@
  * (tfjs-node-gpu, then tfjs-node) when it loads, else WebAssembly, else plain JavaScript.
  */
 import * as tf from "../shared/model/tf";
-import { registerMissingKernels } from "../shared/model/kernels";
+import { registerWasmKernels } from "../shared/model/kernels";
 
 export const BACKENDS = ["auto", "tensorflow", "wasm", "cpu"] as const;
 export type BackendChoice = (typeof BACKENDS)[number];
@@ -88,7 +88,7 @@ export async function initBackend(preferred: BackendChoice = "auto", loaders: Ba
     try {
       await loaders.wasm();
       if (await loaders.activate("wasm")) {
-        registerMissingKernels();
+        registerWasmKernels();
         const why = preferred === "auto" ? `no native TensorFlow binding (${skipped.join("; ")}); wasm is the fastest CPU backend` : "requested";
         return { name: "wasm", provider: "@tensorflow/tfjs-backend-wasm", reason: why };
       }
