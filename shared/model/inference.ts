@@ -1,0 +1,186 @@
+/**
+ * Evaluation-mode encoding and similarity at scale (the official `encode_data` and
+ * `shard_attn_scores`). The image side (region embeddings and VisualSA) is computed once per image,
+ * the caption side (word embeddings and TextSA) once per caption; the pairwise part then scores a
+ * shard of images against a shard of captions in a few large operations, with the shard size
+ * chosen so that its largest intermediates fit a memory budget.
+ */
+import { REGIONS } from "./config";
+import { lengthMask } from "./ops";
+import type { ParamStore } from "./params";
+import { EVAL, type CaptionSide, type ImageSide, encodeImage, encodeText, similarity, textSA, visualSA } from "./sgraf";
+import * as tf from "./tf";
+
+/** Image-side work of a set of images, in evaluation mode. */
+export interface EncodedImages {
+  count: number;
+  embed: number;
+  /** Region embeddings [count, 36, E]. */
+  emb: Float32Array;
+  /** VisualSA global features [count, E]. */
+  glo: Float32Array;
+}
+
+/** Caption-side work of a set of captions, variable length, packed. */
+export interface EncodedCaptions {
+  count: number;
+  embed: number;
+  lengths: Int32Array;
+  /** Start of each caption's words in `emb`, in words. */
+  offsets: Int32Array;
+  /** Word embeddings, all captions' words one after another [Σ lengths, E]. */
+  emb: Float32Array;
+  /** TextSA global features [count, E]. */
+  glo: Float32Array;
+}
+
+/** Encodes images [n, 36, img_dim] (row-major). */
+export function encodeImages(p: ParamStore, images: Float32Array, count: number): EncodedImages {
+  const E = p.config.embed_size;
+  return tf.tidy(() => {
+    const emb = encodeImage(p, tf.tensor3d(images, [count, REGIONS, p.config.img_dim]));
+    const glo = visualSA(p, emb, EVAL);
+    return { count, embed: E, emb: emb.dataSync() as Float32Array, glo: glo.dataSync() as Float32Array };
+  });
+}
+
+/** Encodes a batch of zero-padded captions [n, T] with their lengths. */
+export function encodeCaptions(p: ParamStore, captions: Int32Array, lengths: Int32Array): EncodedCaptions {
+  const E = p.config.embed_size;
+  const n = lengths.length;
+  const T = captions.length / n;
+  return tf.tidy(() => {
+    const emb = encodeText(p, tf.tensor2d(captions, [n, T], "int32"), lengths, EVAL);
+    const mask = lengthMask(lengths, T);
+    const glo = textSA(p, emb, mask, tf.tensor2d(Float32Array.from(lengths), [n, 1]), EVAL);
+    const full = emb.dataSync() as Float32Array;
+    const offsets = new Int32Array(n);
+    let total = 0;
+    for (let i = 0; i < n; i++) {
+      offsets[i] = total;
+      total += lengths[i];
+    }
+    const packed = new Float32Array(total * E);
+    for (let i = 0; i < n; i++) packed.set(full.subarray(i * T * E, (i * T + lengths[i]) * E), offsets[i] * E);
+    return { count: n, embed: E, lengths: Int32Array.from(lengths), offsets, emb: packed, glo: glo.dataSync() as Float32Array };
+  });
+}
+
+/** Concatenates encodings made batch by batch. */
+export function concatImages(parts: EncodedImages[]): EncodedImages {
+  const E = parts[0]?.embed ?? 0;
+  return { count: parts.reduce((a, q) => a + q.count, 0), embed: E, emb: concatF32(parts.map((q) => q.emb)), glo: concatF32(parts.map((q) => q.glo)) };
+}
+
+export function concatCaptions(parts: EncodedCaptions[]): EncodedCaptions {
+  const E = parts[0]?.embed ?? 0;
+  const lengths = Int32Array.from(parts.flatMap((q) => Array.from(q.lengths)));
+  const offsets = new Int32Array(lengths.length);
+  for (let i = 1; i < lengths.length; i++) offsets[i] = offsets[i - 1] + lengths[i - 1];
+  return { count: lengths.length, embed: E, lengths, offsets, emb: concatF32(parts.map((q) => q.emb)), glo: concatF32(parts.map((q) => q.glo)) };
+}
+
+function concatF32(arrays: Float32Array[]): Float32Array {
+  const out = new Float32Array(arrays.reduce((a, x) => a + x.length, 0));
+  let o = 0;
+  for (const a of arrays) {
+    out.set(a, o);
+    o += a.length;
+  }
+  return out;
+}
+
+/** Selects images by index (e.g. one image per five captions). */
+export function selectImages(enc: EncodedImages, indices: ArrayLike<number>): EncodedImages {
+  const E = enc.embed;
+  const n = indices.length;
+  const emb = new Float32Array(n * REGIONS * E);
+  const glo = new Float32Array(n * E);
+  for (let i = 0; i < n; i++) {
+    const j = indices[i];
+    emb.set(enc.emb.subarray(j * REGIONS * E, (j + 1) * REGIONS * E), i * REGIONS * E);
+    glo.set(enc.glo.subarray(j * E, (j + 1) * E), i * E);
+  }
+  return { count: n, embed: E, emb, glo };
+}
+
+/** Selects a contiguous range of captions. */
+export function sliceCaptions(enc: EncodedCaptions, start: number, end: number): EncodedCaptions {
+  const E = enc.embed;
+  const lengths = enc.lengths.slice(start, end);
+  const first = enc.offsets[start] ?? 0;
+  const last = end < enc.count ? enc.offsets[end] : enc.emb.length / E;
+  const offsets = Int32Array.from(enc.offsets.subarray(start, end), (o) => o - first);
+  return { count: end - start, embed: E, lengths, offsets, emb: enc.emb.slice(first * E, last * E), glo: enc.glo.slice(start * E, end * E) };
+}
+
+export interface ShardOptions {
+  /** Upper bound on the bytes of the largest intermediates of one shard (default 256 MiB). */
+  budgetBytes: number;
+}
+
+export const SHARD_DEFAULTS: ShardOptions = { budgetBytes: 256 * 2 ** 20 };
+
+/** Floats held at once per (image, caption) pair and word, by the similarity encoder (measured bound). */
+function floatsPerPairWord(E: number, S: number, L: number): number {
+  return 3 * REGIONS + 4 * E + 4 * S + 2 * (L + 1);
+}
+
+/** How many images and captions one shard holds under the budget. */
+export function shardShape(nImages: number, nCaptions: number, E: number, S: number, L: number, budgetBytes: number): { images: number; captions: number } {
+  const perPair = floatsPerPairWord(E, S, L) * (L + 1) * 4;
+  const pairs = Math.max(1, Math.floor(budgetBytes / perPair));
+  // Square-ish shards: each side at most what the budget allows.
+  let images = Math.max(1, Math.min(nImages, Math.floor(Math.sqrt(pairs))));
+  const captions = Math.max(1, Math.min(nCaptions, Math.floor(pairs / images)));
+  images = Math.max(1, Math.min(nImages, Math.floor(pairs / captions)));
+  return { images, captions };
+}
+
+/**
+ * Similarity of every image with every caption, [nImages, nCaptions] row-major (rows images,
+ * columns captions, as the official sims matrix).
+ */
+export function similarityMatrix(p: ParamStore, imgs: EncodedImages, caps: EncodedCaptions, options: Partial<ShardOptions> = {}): Float32Array {
+  const { budgetBytes } = { ...SHARD_DEFAULTS, ...options };
+  const E = imgs.embed;
+  const out = new Float32Array(imgs.count * caps.count);
+  const maxLen = caps.lengths.reduce((a, b) => Math.max(a, b), 1);
+  const shard = shardShape(imgs.count, caps.count, E, p.config.sim_dim, maxLen, budgetBytes);
+  for (let c0 = 0; c0 < caps.count; c0 += shard.captions) {
+    const c1 = Math.min(caps.count, c0 + shard.captions);
+    const capSide = captionTensors(caps, c0, c1);
+    for (let i0 = 0; i0 < imgs.count; i0 += shard.images) {
+      const i1 = Math.min(imgs.count, i0 + shard.images);
+      const block = tf.tidy(() => {
+        const img: ImageSide = {
+          emb: tf.tensor3d(imgs.emb.subarray(i0 * REGIONS * E, i1 * REGIONS * E), [i1 - i0, REGIONS, E]),
+          glo: tf.tensor2d(imgs.glo.subarray(i0 * E, i1 * E), [i1 - i0, E]),
+        };
+        return similarity(p, img, capSide, EVAL).dataSync() as Float32Array;
+      });
+      for (let i = i0; i < i1; i++) out.set(block.subarray((i - i0) * (c1 - c0), (i - i0 + 1) * (c1 - c0)), i * caps.count + c0);
+    }
+    tf.dispose([capSide.emb, capSide.glo, capSide.mask]);
+  }
+  return out;
+}
+
+/** Zero-padded tensors of captions [c0, c1) (the caller disposes them). */
+function captionTensors(caps: EncodedCaptions, c0: number, c1: number): CaptionSide {
+  const E = caps.embed;
+  const n = c1 - c0;
+  const lengths = caps.lengths.slice(c0, c1);
+  const L = lengths.reduce((a, b) => Math.max(a, b), 1);
+  const emb = new Float32Array(n * L * E);
+  for (let i = 0; i < n; i++) {
+    const o = caps.offsets[c0 + i];
+    emb.set(caps.emb.subarray(o * E, (o + lengths[i]) * E), i * L * E);
+  }
+  return {
+    emb: tf.tensor3d(emb, [n, L, E]),
+    glo: tf.tensor2d(caps.glo.subarray(c0 * E, c1 * E), [n, E]),
+    mask: lengthMask(lengths, L),
+    lengths,
+  };
+}

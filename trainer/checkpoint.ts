@@ -1,0 +1,169 @@
+/**
+ * Checkpoints: one safetensors file holding everything a run needs to continue exactly.
+ *
+ * Tensors
+ *   model_A.<official name>, model_B.<official name>      parameters and batch-norm buffers
+ *   optimizer_A.<name>.exp_avg | .exp_avg_sq | .step       Adam state (absent before the first step)
+ *   bank_A.probs [N, proj_dim], bank_A.has [N] (uint8)     PO banks: softmax(img_logits) per caption
+ * Metadata (`__metadata__`, strings)
+ *   format "pc2-tfjs-checkpoint", version "1", state (JSON: epoch, config, best rsum, RNG states, …),
+ *   sha256 of the data section (a flipped byte is refused, not trained on).
+ *
+ * The `model_A.`/`model_B.` prefixes are those of the official checkpoint's `model_A`/`model_B`
+ * entries, so `bun run eval` reads this file like an official checkpoint converted to safetensors.
+ * Files are written to a temporary name and renamed, so a crash never leaves half a checkpoint.
+ */
+import { createHash } from "node:crypto";
+import { closeSync, fsyncSync, openSync, readFileSync, renameSync, writeSync } from "node:fs";
+import { FormatError, type NdArray } from "../shared/formats/ndarray";
+import { type TensorToWrite, readSafetensors, writeSafetensors } from "../shared/formats/safetensors";
+import type { SgrafConfig } from "../shared/model/config";
+import { Adam } from "../shared/model/optim";
+import { ParamStore } from "../shared/model/params";
+import type { Net } from "../shared/model/steps";
+import type { RandomState } from "../shared/random";
+
+export const CHECKPOINT_FORMAT = "pc2-tfjs-checkpoint";
+export const CHECKPOINT_VERSION = "1";
+
+/** Per-caption pseudo-classification outputs stored by warmup and unlabeled steps (the official distri_bank). */
+export interface PoBank {
+  /** [N, proj_dim]. */
+  probs: Float32Array;
+  /** 1 where the caption has an entry (the official dict's keys). */
+  has: Uint8Array;
+  classes: number;
+}
+
+export function emptyBank(n: number, classes: number): PoBank {
+  return { probs: new Float32Array(n * classes), has: new Uint8Array(n), classes };
+}
+
+/** What lasts between epochs besides the nets and the banks. */
+export interface RunState {
+  /** "warmup": warmup epochs done = `warmupDone`; "cotrain": co-training epoch `epoch` finished. */
+  stage: "warmup" | "cotrain";
+  warmupDone: number;
+  /** Last finished co-training epoch (-1 before the first). */
+  epoch: number;
+  bestRsum: number;
+  bestEpoch: number | null;
+  /** Test result at the best validation so far (as results.json). */
+  bestTest: unknown;
+  rng: { data: RandomState; model: RandomState };
+  /** The resolved configuration of the run (config.json). */
+  config: Record<string, unknown>;
+  model: SgrafConfig;
+}
+
+export interface Checkpoint {
+  state: RunState;
+  nets: { A: Net; B: Net };
+  banks: { A: PoBank; B: PoBank };
+}
+
+/** Serialises a checkpoint to bytes (exported for tests). */
+export async function encodeCheckpoint(c: Checkpoint): Promise<Uint8Array> {
+  const tensors: Array<[string, TensorToWrite]> = [];
+  for (const k of ["A", "B"] as const) {
+    for (const [name, a] of await c.nets[k].params.toArrays()) tensors.push([`model_${k}.${name}`, a]);
+    for (const [name, a] of await c.nets[k].optimizer.toArrays()) tensors.push([`optimizer_${k}.${name}`, { dtype: "float32", shape: a.shape, data: a.data }]);
+    const bank = c.banks[k];
+    tensors.push([`bank_${k}.probs`, { dtype: "float32", shape: [bank.has.length, bank.classes], data: bank.probs }]);
+    tensors.push([`bank_${k}.has`, { dtype: "uint8", shape: [bank.has.length], data: bank.has }]);
+  }
+  const state = JSON.stringify({ ...c.state, lr: { A: c.nets.A.optimizer.lr, B: c.nets.B.optimizer.lr } });
+  // The digest covers the data section; it is written into a same-length placeholder of the header.
+  const placeholder = "0".repeat(64);
+  const bytes = writeSafetensors(tensors, { format: CHECKPOINT_FORMAT, version: CHECKPOINT_VERSION, state, sha256: placeholder });
+  const digest = new TextEncoder().encode(sha256(dataSection(bytes)));
+  const header = bytes.subarray(8, bytes.length - dataSection(bytes).length);
+  const at = lastIndexOf(header, new TextEncoder().encode(`"sha256":"${placeholder}"`)) + '"sha256":"'.length;
+  bytes.set(digest, 8 + at);
+  return bytes;
+}
+
+function lastIndexOf(hay: Uint8Array, needle: Uint8Array): number {
+  outer: for (let i = hay.length - needle.length; i >= 0; i--) {
+    for (let j = 0; j < needle.length; j++) if (hay[i + j] !== needle[j]) continue outer;
+    return i;
+  }
+  throw new Error("checkpoint header lacks the sha256 placeholder");
+}
+
+/** Writes atomically: a temporary file in the same folder, flushed, then renamed over `path`. */
+export async function saveCheckpoint(path: string, c: Checkpoint): Promise<void> {
+  writeFileAtomic(path, await encodeCheckpoint(c));
+}
+
+export function writeFileAtomic(path: string, bytes: Uint8Array | string): void {
+  const tmp = `${path}.tmp-${process.pid}`;
+  const fd = openSync(tmp, "w");
+  try {
+    const data = typeof bytes === "string" ? new TextEncoder().encode(bytes) : bytes;
+    let off = 0;
+    while (off < data.length) off += writeSync(fd, data, off, data.length - off);
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+  renameSync(tmp, path);
+}
+
+function sha256(bytes: Uint8Array): string {
+  return createHash("sha256").update(bytes).digest("hex");
+}
+
+function dataSection(file: Uint8Array): Uint8Array {
+  const dv = new DataView(file.buffer, file.byteOffset, 8);
+  const headerLen = dv.getUint32(0, true) + dv.getUint32(4, true) * 2 ** 32;
+  return file.subarray(8 + headerLen);
+}
+
+/** Reads and verifies a checkpoint file; it is refused with the reason when anything is off. */
+export function readCheckpointFile(path: string): { state: RunState & { lr?: { A: number; B: number } }; arrays: Map<string, NdArray> } {
+  let bytes: Uint8Array;
+  try {
+    bytes = new Uint8Array(readFileSync(path));
+  } catch (e) {
+    throw new FormatError(path, `cannot read the checkpoint (${(e as Error).message})`);
+  }
+  const { tensors, metadata } = readSafetensors(bytes, path);
+  if (metadata.format !== CHECKPOINT_FORMAT) throw new FormatError(path, `not a ${CHECKPOINT_FORMAT} file (format ${JSON.stringify(metadata.format)}); official-name safetensors are for bun run eval/export, not --model_path`);
+  if (metadata.version !== CHECKPOINT_VERSION) throw new FormatError(path, `checkpoint version ${metadata.version}, this trainer reads ${CHECKPOINT_VERSION}`);
+  if (metadata.sha256 !== sha256(dataSection(bytes))) throw new FormatError(path, "checksum mismatch: the tensor data is corrupted");
+  let state: RunState;
+  try {
+    state = JSON.parse(metadata.state);
+  } catch {
+    throw new FormatError(path, "state metadata is not valid JSON");
+  }
+  return { state, arrays: tensors };
+}
+
+/** Rebuilds the nets, optimizers and banks of a checkpoint for a model configuration. */
+export function restoreCheckpoint(path: string, model: SgrafConfig, options: { optimizers: boolean; learningRate: number }): Checkpoint & { lr?: { A: number; B: number } } {
+  const { state, arrays } = readCheckpointFile(path);
+  const mismatch = (Object.keys(model) as (keyof SgrafConfig)[]).filter((k) => state.model[k] !== model[k]);
+  if (mismatch.length) {
+    throw new FormatError(path, `model configuration differs from this run's: ${mismatch.map((k) => `${k} ${JSON.stringify(state.model[k])} in the checkpoint vs ${JSON.stringify(model[k])}`).join(", ")}`);
+  }
+  const nets = {} as { A: Net; B: Net };
+  const banks = {} as { A: PoBank; B: PoBank };
+  for (const k of ["A", "B"] as const) {
+    const params = ParamStore.fromArrays(model, arrays, path, `model_${k}.`);
+    const optimizer = new Adam({ lr: options.learningRate });
+    if (options.optimizers) {
+      const prefix = `optimizer_${k}.`;
+      const opt = new Map<string, NdArray>();
+      for (const [name, a] of arrays) if (name.startsWith(prefix)) opt.set(name.slice(prefix.length), a);
+      optimizer.loadArrays(opt);
+    }
+    nets[k] = { params, optimizer };
+    const probs = arrays.get(`bank_${k}.probs`);
+    const has = arrays.get(`bank_${k}.has`);
+    if (!probs || !has) throw new FormatError(path, `missing PO bank ${k}`);
+    banks[k] = { probs: Float32Array.from(probs.data as Float32Array), has: Uint8Array.from(has.data as Uint8Array), classes: probs.shape[1] };
+  }
+  return { state, nets, banks, lr: (state as { lr?: { A: number; B: number } }).lr };
+}

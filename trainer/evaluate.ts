@@ -1,0 +1,103 @@
+/**
+ * Evaluation of one or two networks on a split: the official `validate` (during training) and
+ * `evalrank` (test, MS-COCO five folds): encode every image once and every caption once, score
+ * all pairs by shards, average the similarity matrices of the nets, then i2t / t2i.
+ */
+import { type RecallReport, evaluateRecall, fold5 } from "../shared/eval/metrics";
+import { type EncodedCaptions, type EncodedImages, type ShardOptions, concatCaptions, concatImages, encodeCaptions, encodeImages, similarityMatrix, sliceCaptions, selectImages } from "../shared/model/inference";
+import type { ParamStore } from "../shared/model/params";
+import type { CaptionSplit } from "./data/datasets";
+
+export interface EncodedSplit {
+  images: EncodedImages;
+  captions: EncodedCaptions;
+  /** Images used: captions / imDiv (after the dev cap). */
+  nImages: number;
+  perCaptions: number;
+}
+
+export interface EvalOptions extends Partial<ShardOptions> {
+  batchSize: number;
+  onProgress?: (done: number, total: number) => void;
+}
+
+/** Encodes the images (once each) and the captions of a split with one net (the official encode_data). */
+export function encodeSplit(p: ParamStore, split: CaptionSplit, o: EvalOptions): EncodedSplit {
+  const nImages = Math.floor(split.length / split.imDiv);
+  const imgParts: EncodedImages[] = [];
+  const total = nImages + split.length;
+  for (let i0 = 0; i0 < nImages; i0 += o.batchSize) {
+    const idx = Int32Array.from({ length: Math.min(o.batchSize, nImages - i0) }, (_, k) => i0 + k);
+    imgParts.push(encodeImages(p, split.images.gather(idx), idx.length));
+    o.onProgress?.(i0 + idx.length, total);
+  }
+  const capParts: EncodedCaptions[] = [];
+  for (let c0 = 0; c0 < split.length; c0 += o.batchSize) {
+    const caps = split.captions.slice(c0, Math.min(split.length, c0 + o.batchSize));
+    const { tokens, lengths } = padCaptions(caps);
+    capParts.push(encodeCaptions(p, tokens, lengths));
+    o.onProgress?.(nImages + c0 + caps.length, total);
+  }
+  return { images: concatImages(imgParts), captions: concatCaptions(capParts), nImages, perCaptions: split.perCaptions };
+}
+
+/** Zero-padded token ids [n, maxLen] and lengths (data.py's collate_fn). */
+export function padCaptions(caps: readonly Int32Array[]): { tokens: Int32Array; lengths: Int32Array } {
+  const lengths = Int32Array.from(caps, (c) => c.length);
+  const T = lengths.reduce((a, b) => Math.max(a, b), 1);
+  const tokens = new Int32Array(caps.length * T);
+  caps.forEach((c, i) => tokens.set(c, i * T));
+  return { tokens, lengths };
+}
+
+/** Similarities [nImages, nCaptions] averaged over the nets (the official `(sims_A + sims_B) / 2`). */
+export function ensembleSims(encoded: EncodedSplit[], nets: ParamStore[], o: Partial<ShardOptions> = {}, images?: ArrayLike<number>, captions?: [number, number]): Float32Array {
+  let acc: Float32Array | null = null;
+  for (let k = 0; k < nets.length; k++) {
+    const enc = encoded[k];
+    const imgs = images ? selectImages(enc.images, images) : enc.images;
+    const caps = captions ? sliceCaptions(enc.captions, captions[0], captions[1]) : enc.captions;
+    const s = similarityMatrix(nets[k], imgs, caps, o);
+    if (!acc) acc = Float32Array.from(s);
+    else for (let i = 0; i < s.length; i++) acc[i] += s[i];
+  }
+  const out = acc!;
+  if (nets.length > 1) for (let i = 0; i < out.length; i++) out[i] /= nets.length;
+  return out;
+}
+
+export interface SplitEvaluation extends RecallReport {
+  images: number;
+  captions: number;
+  /** MS-COCO five-fold results when requested (the report's i2t/t2i/rsum are then the fold means). */
+  folds?: RecallReport[];
+}
+
+/** Recall of one or two nets on a split; `fold5` evaluates five 1K-image folds as evalrank(fold5=True). */
+export function evaluateSplit(nets: ParamStore[], split: CaptionSplit, o: EvalOptions & { fold5?: boolean }): SplitEvaluation {
+  const encoded = nets.map((p) => encodeSplit(p, split, o));
+  const { nImages, perCaptions } = encoded[0];
+  if (o.fold5) {
+    const per = 1000;
+    if (nImages < 5 * per) throw new Error(`--fold5 needs 5000 images in ${split.files.images}, found ${nImages}`);
+    const report = fold5((f) => {
+      const imgs = Int32Array.from({ length: per }, (_, i) => f * per + i);
+      return ensembleSims(encoded, nets, o, imgs, [f * per * perCaptions, (f + 1) * per * perCaptions]);
+    }, { folds: 5, imagesPerFold: per, perCaptions });
+    return { i2t: report.i2t, t2i: report.t2i, rsum: report.rsum, folds: report.perFold, images: nImages, captions: split.length };
+  }
+  const sims = ensembleSims(encoded, nets, o);
+  return { ...evaluateRecall(sims, nImages, perCaptions), images: nImages, captions: split.length };
+}
+
+/** The official metric lines of evalrank. */
+export function formatMetricLines(r: RecallReport): string[] {
+  const f = (m: RecallReport["i2t"]) => `${m.r1.toFixed(1)} ${m.r5.toFixed(1)} ${m.r10.toFixed(1)} ${m.medr.toFixed(1)} ${m.meanr.toFixed(1)}`;
+  return [
+    `rsum: ${r.rsum.toFixed(1)}`,
+    `Average i2t Recall: ${((r.i2t.r1 + r.i2t.r5 + r.i2t.r10) / 3).toFixed(1)}`,
+    `Image to text: ${f(r.i2t)}`,
+    `Average t2i Recall: ${((r.t2i.r1 + r.t2i.r5 + r.t2i.r10) / 3).toFixed(1)}`,
+    `Text to image: ${f(r.t2i)}`,
+  ];
+}
