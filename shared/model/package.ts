@@ -1,0 +1,304 @@
+/**
+ * The exported model: a directory the edge app serves from, written by `bun run export` and at the
+ * end of training.
+ *
+ *   model.json        configuration, nets, dtype, a TensorFlow.js weightsManifest (official
+ *                     PyTorch names prefixed `A.`/`B.`; per-weight quantization {dtype, min, scale}
+ *                     or float16, so tf.io.decodeWeights decodes it), the SHA-256 of every file,
+ *                     the text side (vocabulary or token ids) and the gallery's manifest
+ *   weights-NN.bin    weight shards, at most 4 MB each
+ *   gallery-NN.bin    the gallery: image-side and caption-side encodings per net (quantized too)
+ *   vocab.json        the official vocabulary (captions of f30k/coco/cc152k are tokenized with it)
+ *   gallery.json      the gallery's caption texts and token ids
+ *
+ * Runtime-free: files come in through `read(name)`; hashing uses Web Crypto.
+ */
+import * as v from "valibot";
+import { FormatError, floatToHalf as toHalf } from "../formats/ndarray";
+import { type VocabFile, VocabFileSchema } from "../formats/vocab";
+import { REGIONS, type SgrafConfig, SgrafConfigSchema } from "./config";
+import type { EncodedCaptions, EncodedImages } from "./inference";
+import { ParamStore, paramSpecs } from "./params";
+import * as tf from "./tf";
+
+export const MODEL_JSON = "model.json";
+export const PACKAGE_FORMAT = "pc2-tfjs-model";
+export const SHARD_BYTES = 4 * 1024 * 1024;
+
+/** Storage types of exported tensors (transformers.js-style: a small enum, defaults per runtime). */
+export const EXPORT_DTYPES = ["float32", "float16", "uint16", "uint8"] as const;
+export type ExportDtype = (typeof EXPORT_DTYPES)[number];
+
+/**
+ * Tensors with fewer elements than this stay float32 whatever the dtype: biases, batch-norm
+ * parameters and statistics (~1% of the bytes; quantizing them bought nothing measurable and
+ * batch-norm statistics are the most sensitive values of the model).
+ */
+export const KEEP_FLOAT32_BELOW = 4096;
+
+const QuantizationSchema = v.object({
+  dtype: v.picklist(["uint8", "uint16", "float16"]),
+  min: v.optional(v.number()),
+  scale: v.optional(v.number()),
+});
+const EntrySchema = v.object({
+  name: v.string(),
+  shape: v.array(v.pipe(v.number(), v.integer(), v.minValue(0))),
+  dtype: v.picklist(["float32", "int32"]),
+  quantization: v.optional(QuantizationSchema),
+});
+const GroupSchema = v.object({ paths: v.array(v.string()), weights: v.array(EntrySchema) });
+const FileInfoSchema = v.object({ bytes: v.pipe(v.number(), v.integer(), v.minValue(0)), sha256: v.pipe(v.string(), v.regex(/^[0-9a-f]{64}$/)) });
+
+export const ModelJsonSchema = v.object({
+  format: v.literal(PACKAGE_FORMAT),
+  version: v.literal(1),
+  config: SgrafConfigSchema,
+  nets: v.pipe(v.array(v.picklist(["A", "B", "net"])), v.minLength(1)),
+  dtype: v.picklist(EXPORT_DTYPES),
+  text: v.object({ kind: v.picklist(["words", "ids"]), vocab: v.optional(v.string()), tokenizer: v.optional(v.string()) }),
+  weightsManifest: v.array(GroupSchema),
+  files: v.record(v.string(), FileInfoSchema),
+  gallery: v.nullable(
+    v.object({
+      split: v.string(),
+      images: v.pipe(v.number(), v.integer(), v.minValue(1)),
+      captions: v.pipe(v.number(), v.integer(), v.minValue(1)),
+      perCaptions: v.pipe(v.number(), v.integer(), v.minValue(1)),
+      manifest: v.array(GroupSchema),
+      texts: v.string(),
+    }),
+  ),
+  runConfig: v.optional(v.record(v.string(), v.unknown())),
+});
+export type ModelJson = v.InferOutput<typeof ModelJsonSchema>;
+
+export const GalleryTextsSchema = v.object({
+  captions: v.array(v.nullable(v.string())),
+  tokens: v.array(v.array(v.pipe(v.number(), v.integer(), v.minValue(0)))),
+});
+
+export interface Gallery {
+  split: string;
+  perCaptions: number;
+  /** Per net, in `netNames` order. */
+  images: EncodedImages[];
+  captions: EncodedCaptions[];
+  texts: (string | null)[];
+  tokens: number[][];
+}
+
+export interface ModelPackage {
+  json: ModelJson;
+  config: SgrafConfig;
+  netNames: string[];
+  nets: ParamStore[];
+  dtype: ExportDtype;
+  /** SHA-256 of model.json: identifies the whole package (it lists every file's hash). */
+  sha256: string;
+  vocab: VocabFile | null;
+  gallery: Gallery | null;
+  runConfig?: Record<string, unknown>;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Encoding
+
+interface NamedArray {
+  name: string;
+  shape: number[];
+  data: Float32Array;
+}
+
+function quantize(a: NamedArray, dtype: ExportDtype): { spec: v.InferOutput<typeof EntrySchema>; bytes: Uint8Array } {
+  const keep = dtype === "float32" || a.data.length < KEEP_FLOAT32_BELOW;
+  if (keep) return { spec: { name: a.name, shape: a.shape, dtype: "float32" }, bytes: new Uint8Array(a.data.buffer.slice(a.data.byteOffset, a.data.byteOffset + a.data.byteLength)) };
+  if (dtype === "float16") {
+    const h = new Uint16Array(a.data.length);
+    for (let i = 0; i < h.length; i++) h[i] = toHalf(a.data[i]);
+    return { spec: { name: a.name, shape: a.shape, dtype: "float32", quantization: { dtype: "float16" } }, bytes: new Uint8Array(h.buffer) };
+  }
+  let min = Infinity;
+  let max = -Infinity;
+  for (const x of a.data) {
+    if (x < min) min = x;
+    if (x > max) max = x;
+  }
+  const levels = dtype === "uint8" ? 255 : 65535;
+  const scale = max > min ? (max - min) / levels : 1;
+  const q = dtype === "uint8" ? new Uint8Array(a.data.length) : new Uint16Array(a.data.length);
+  for (let i = 0; i < q.length; i++) q[i] = Math.round((a.data[i] - min) / scale);
+  return { spec: { name: a.name, shape: a.shape, dtype: "float32", quantization: { dtype, min, scale } }, bytes: new Uint8Array(q.buffer) };
+}
+
+
+/** Packs named arrays into ≤ 4 MB shards named `<prefix>-NN.bin`. */
+function shard(arrays: NamedArray[], dtype: ExportDtype, prefix: string, files: Map<string, Uint8Array>): v.InferOutput<typeof GroupSchema> {
+  const encoded = arrays.map((a) => quantize(a, dtype));
+  const total = encoded.reduce((s, e) => s + e.bytes.length, 0);
+  const all = new Uint8Array(total);
+  let o = 0;
+  for (const e of encoded) {
+    all.set(e.bytes, o);
+    o += e.bytes.length;
+  }
+  const paths: string[] = [];
+  for (let s = 0, k = 0; s < Math.max(total, 1); s += SHARD_BYTES, k++) {
+    const name = `${prefix}-${String(k).padStart(2, "0")}.bin`;
+    files.set(name, all.slice(s, Math.min(total, s + SHARD_BYTES)));
+    paths.push(name);
+  }
+  return { paths, weights: encoded.map((e) => e.spec) };
+}
+
+export interface PackageInput {
+  config: SgrafConfig;
+  netNames: string[];
+  nets: ParamStore[];
+  dtype: ExportDtype;
+  vocab: VocabFile | null;
+  tokenizer?: string;
+  gallery?: Gallery | null;
+  runConfig?: Record<string, unknown>;
+}
+
+/** Builds every file of an exported model directory. */
+export async function encodeModelPackage(input: PackageInput): Promise<Map<string, Uint8Array>> {
+  const files = new Map<string, Uint8Array>();
+  const weights: NamedArray[] = [];
+  input.nets.forEach((net, i) => {
+    for (const spec of paramSpecs(input.config)) {
+      weights.push({ name: `${input.netNames[i]}.${spec.name}`, shape: spec.shape, data: Float32Array.from(net.get(spec.name).dataSync()) });
+    }
+  });
+  const weightsManifest = [shard(weights, input.dtype, "weights", files)];
+  const enc = new TextEncoder();
+  if (input.vocab) files.set("vocab.json", enc.encode(JSON.stringify(input.vocab)));
+  let gallery: ModelJson["gallery"] = null;
+  const g = input.gallery;
+  if (g) {
+    const arrays: NamedArray[] = [];
+    g.images.forEach((im, i) => {
+      const n = input.netNames[i];
+      arrays.push({ name: `${n}.images.emb`, shape: [im.count, REGIONS, im.embed], data: im.emb });
+      arrays.push({ name: `${n}.images.glo`, shape: [im.count, im.embed], data: im.glo });
+    });
+    g.captions.forEach((c, i) => {
+      const n = input.netNames[i];
+      arrays.push({ name: `${n}.captions.emb`, shape: [c.emb.length / c.embed, c.embed], data: c.emb });
+      arrays.push({ name: `${n}.captions.glo`, shape: [c.count, c.embed], data: c.glo });
+    });
+    const manifest = [shard(arrays, input.dtype, "gallery", files)];
+    files.set("gallery.json", enc.encode(JSON.stringify({ captions: g.texts, tokens: g.tokens })));
+    gallery = { split: g.split, images: g.images[0].count, captions: g.captions[0].count, perCaptions: g.perCaptions, manifest, texts: "gallery.json" };
+  }
+  const fileInfo: Record<string, { bytes: number; sha256: string }> = {};
+  for (const [name, bytes] of files) fileInfo[name] = { bytes: bytes.length, sha256: await sha256Hex(bytes) };
+  const json: ModelJson = {
+    format: PACKAGE_FORMAT,
+    version: 1,
+    config: input.config,
+    nets: input.netNames as ModelJson["nets"],
+    dtype: input.dtype,
+    text: input.vocab ? { kind: "words", vocab: "vocab.json" } : { kind: "ids", tokenizer: input.tokenizer },
+    weightsManifest,
+    files: fileInfo,
+    gallery,
+    runConfig: input.runConfig,
+  };
+  files.set(MODEL_JSON, enc.encode(`${JSON.stringify(json, null, 1)}\n`));
+  return files;
+}
+
+export async function sha256Hex(bytes: Uint8Array): Promise<string> {
+  const d = new Uint8Array(await crypto.subtle.digest("SHA-256", bytes as Uint8Array<ArrayBuffer>));
+  return Array.from(d, (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Decoding
+
+/** Parses and verifies model.json and the files it lists; builds the nets and the gallery. */
+export async function decodeModelPackage(modelJson: Uint8Array, read: (name: string) => Uint8Array | Promise<Uint8Array>, source: string): Promise<ModelPackage> {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(new TextDecoder().decode(modelJson));
+  } catch (e) {
+    throw new FormatError(`${source}/${MODEL_JSON}`, `not valid JSON (${(e as Error).message})`);
+  }
+  const r = v.safeParse(ModelJsonSchema, raw);
+  if (!r.success) throw new FormatError(`${source}/${MODEL_JSON}`, `${v.getDotPath(r.issues[0]) ?? "(root)"}: ${r.issues[0].message}`);
+  const json = r.output;
+  const cache = new Map<string, Uint8Array>();
+  const file = async (name: string) => {
+    const hit = cache.get(name);
+    if (hit) return hit;
+    const info = json.files[name];
+    if (!info) throw new FormatError(`${source}/${MODEL_JSON}`, `refers to ${name}, which its file list lacks`);
+    const bytes = await read(name);
+    if (bytes.length !== info.bytes) throw new FormatError(`${source}/${name}`, `${bytes.length} bytes, model.json says ${info.bytes}`);
+    if ((await sha256Hex(bytes)) !== info.sha256) throw new FormatError(`${source}/${name}`, "SHA-256 mismatch: the file is corrupted or from another export");
+    cache.set(name, bytes);
+    return bytes;
+  };
+  const decodeGroups = async (groups: ModelJson["weightsManifest"]) => {
+    const out = new Map<string, { shape: number[]; data: Float32Array }>();
+    for (const g of groups) {
+      const parts = await Promise.all(g.paths.map(file));
+      const total = parts.reduce((s, p) => s + p.length, 0);
+      const buf = new Uint8Array(total);
+      let o = 0;
+      for (const p of parts) {
+        buf.set(p, o);
+        o += p.length;
+      }
+      const expected = g.weights.reduce((s, w) => s + w.shape.reduce((a, d) => a * d, 1) * bytesPer(w), 0);
+      if (expected !== total) throw new FormatError(source, `weight group ${g.paths.join(",")} holds ${total} bytes, its manifest describes ${expected}`);
+      const named = tf.io.decodeWeights(buf.buffer, g.weights as tf.io.WeightsManifestEntry[]);
+      for (const [name, t] of Object.entries(named)) {
+        out.set(name, { shape: t.shape, data: Float32Array.from(t.dataSync()) });
+        t.dispose();
+      }
+    }
+    return out;
+  };
+  const weights = await decodeGroups(json.weightsManifest);
+  const arrays = new Map([...weights].map(([k, a]) => [k, { dtype: "float32" as const, shape: a.shape, data: a.data }]));
+  const nets = json.nets.map((n) => ParamStore.fromArrays(json.config, arrays, `${source}/${MODEL_JSON}`, `${n}.`));
+  let vocab: VocabFile | null = null;
+  if (json.text.kind === "words") {
+    const vr = v.safeParse(VocabFileSchema, JSON.parse(new TextDecoder().decode(await file(json.text.vocab ?? "vocab.json"))));
+    if (!vr.success) throw new FormatError(`${source}/vocab.json`, vr.issues[0].message);
+    vocab = vr.output;
+  }
+  let gallery: Gallery | null = null;
+  if (json.gallery) {
+    const g = json.gallery;
+    const ga = await decodeGroups(g.manifest);
+    const texts = v.parse(GalleryTextsSchema, JSON.parse(new TextDecoder().decode(await file(g.texts))));
+    if (texts.tokens.length !== g.captions) throw new FormatError(`${source}/${g.texts}`, `${texts.tokens.length} captions, model.json says ${g.captions}`);
+    const E = json.config.embed_size;
+    const lengths = Int32Array.from(texts.tokens, (t) => t.length);
+    const offsets = new Int32Array(lengths.length);
+    for (let i = 1; i < lengths.length; i++) offsets[i] = offsets[i - 1] + lengths[i - 1];
+    const need = (name: string) => {
+      const a = ga.get(name);
+      if (!a) throw new FormatError(source, `gallery lacks ${name}`);
+      return a.data;
+    };
+    gallery = {
+      split: g.split,
+      perCaptions: g.perCaptions,
+      images: json.nets.map((n) => ({ count: g.images, embed: E, emb: need(`${n}.images.emb`), glo: need(`${n}.images.glo`) })),
+      captions: json.nets.map((n) => ({ count: g.captions, embed: E, lengths, offsets, emb: need(`${n}.captions.emb`), glo: need(`${n}.captions.glo`) })),
+      texts: texts.captions,
+      tokens: texts.tokens,
+    };
+  }
+  return { json, config: json.config, netNames: json.nets, nets, dtype: json.dtype, sha256: await sha256Hex(modelJson), vocab, gallery, runConfig: json.runConfig };
+}
+
+function bytesPer(w: v.InferOutput<typeof EntrySchema>): number {
+  const q = w.quantization?.dtype;
+  return q === "uint8" ? 1 : q === "uint16" || q === "float16" ? 2 : 4;
+}

@@ -1,0 +1,111 @@
+/**
+ * `bun run export --model_path <checkpoint | official .safetensors | model dir> --out <dir>
+ *  [--dtype uint8|uint16|float16|float32] [--gallery <split> --data_path --data_name --vocab_path --tokenizer]`
+ * writes the edge's model directory. Without data flags the vocabulary (and a gallery split) come
+ * from the model's training run when it records one, else from the embedded synthetic dataset.
+ */
+import { parseArgs } from "node:util";
+import { resolve } from "node:path";
+import { FormatError } from "../../shared/formats/ndarray";
+import { EXPORT_DTYPES, type ExportDtype } from "../../shared/model/package";
+import { BACKENDS, type BackendChoice, BackendUnavailableError, initBackend } from "../backend";
+import { canonicalDataName, loadSplit, loadVocabulary, type Split } from "../data/datasets";
+import { ensureSynthetic } from "../data/synthetic";
+import { exportModel } from "../export";
+import { loadModel } from "../models";
+
+export const EXPORT_HELP = `Usage: bun run export --model_path <path> --out <dir> [flags]
+
+  --model_path <path>   our checkpoint, an exported model directory, or a safetensors file with the
+                        official PyTorch names (one net, or both prefixed model_A./model_B.)
+  --out <dir>           the model directory to write (replaced atomically)
+  --dtype <type>        ${EXPORT_DTYPES.join(" | ")} (default uint8; tensors under 4096 values stay float32)
+  --gallery <split>     also pack the encodings of this split (test, testall, dev, train) for the edge
+  --data_path, --data_name, --vocab_path, --tokenizer
+                        the dataset of the vocabulary and the gallery (default: the model's training
+                        run, else the embedded synthetic dataset)
+  --backend <name>      ${BACKENDS.join(" | ")} (default auto)`;
+
+export async function main(argv: string[]): Promise<number> {
+  let values: Record<string, string | boolean | undefined>;
+  try {
+    values = parseArgs({
+      args: argv,
+      options: {
+        model_path: { type: "string" },
+        out: { type: "string" },
+        dtype: { type: "string", default: "uint8" },
+        gallery: { type: "string" },
+        data_path: { type: "string" },
+        data_name: { type: "string" },
+        vocab_path: { type: "string" },
+        tokenizer: { type: "string" },
+        backend: { type: "string", default: "auto" },
+        help: { type: "boolean", short: "h" },
+      },
+      strict: true,
+    }).values;
+  } catch (e) {
+    console.error(`error: ${(e as Error).message.split("\n")[0]}\n\n${EXPORT_HELP}`);
+    return 2;
+  }
+  if (values.help) {
+    console.log(EXPORT_HELP);
+    return 0;
+  }
+  if (!values.model_path || !values.out) {
+    console.error(`error: --model_path and --out are required\n\n${EXPORT_HELP}`);
+    return 2;
+  }
+  if (!EXPORT_DTYPES.includes(values.dtype as ExportDtype)) {
+    console.error(`error: --dtype: invalid choice '${values.dtype}' (choose from ${EXPORT_DTYPES.join(", ")})`);
+    return 2;
+  }
+  if (!BACKENDS.includes(values.backend as BackendChoice)) {
+    console.error(`error: --backend: invalid choice '${values.backend}' (choose from ${BACKENDS.join(", ")})`);
+    return 2;
+  }
+  try {
+    await initBackend(values.backend as BackendChoice);
+    const model = await loadModel(String(values.model_path));
+    const run = model.runConfig ?? {};
+    const explicit = values.data_path ?? values.data_name ?? values.vocab_path;
+    let data = {
+      data_path: String(values.data_path ?? run.data_path ?? ""),
+      data_name: String(values.data_name ?? run.data_name ?? "f30k_precomp"),
+      vocab_path: String(values.vocab_path ?? run.vocab_path ?? ""),
+      tokenizer: String(values.tokenizer ?? run.tokenizer ?? "bpe"),
+    };
+    if (!explicit && !run.data_path) {
+      const ds = ensureSynthetic(resolve(".cache"), { imgDim: model.config.img_dim });
+      data = { data_path: ds.dataPath, data_name: ds.dataName, vocab_path: ds.vocabPath, tokenizer: "bpe" };
+      console.log(`no data flags: vocabulary${values.gallery ? " and gallery" : ""} from the embedded synthetic dataset`);
+    }
+    const dataName = canonicalDataName(data.data_name);
+    const { vocab, vocabSize } = loadVocabulary({ vocabPath: data.vocab_path, dataName: data.data_name, tokenizer: data.tokenizer });
+    if (vocabSize !== model.config.vocab_size) throw new FormatError(String(values.model_path), `the model's vocabulary has ${model.config.vocab_size} words, ${data.vocab_path} has ${vocabSize}`);
+    const gallery = values.gallery
+      ? loadSplit({ dataPath: data.data_path, dataName: data.data_name, split: values.gallery as Split, vocab, vocabSize, tokenizer: data.tokenizer, imgDim: model.config.img_dim })
+      : null;
+    const r = await exportModel(String(values.out), {
+      config: model.config,
+      nets: model.nets,
+      names: model.names,
+      dtype: values.dtype as ExportDtype,
+      vocab: dataName === "now100k_precomp" ? null : vocab.toJSON(),
+      tokenizer: data.tokenizer,
+      gallery,
+      runConfig: { ...run, ...data },
+    });
+    console.log(`exported ${model.kind} ${model.source} (nets ${model.names.join("+")}) as ${values.dtype} to ${r.dir}: ${r.files} files, ${(r.bytes / 1e6).toFixed(2)} MB${gallery ? `, gallery ${gallery.split} (${gallery.length} captions)` : ""}`);
+    return 0;
+  } catch (e) {
+    if (e instanceof FormatError || e instanceof BackendUnavailableError) {
+      console.error(`error: ${e.message}`);
+      return 1;
+    }
+    throw e;
+  }
+}
+
+if (import.meta.main) process.exit(await main(process.argv.slice(2)));
