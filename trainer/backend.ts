@@ -2,6 +2,8 @@
  * Backend selection for the trainer and the command-line tools: TensorFlow's native binding
  * (tfjs-node-gpu, then tfjs-node) when it loads, else WebAssembly, else plain JavaScript.
  */
+import { existsSync, readFileSync } from "node:fs";
+import { resolve } from "node:path";
 import * as tf from "../shared/model/tf";
 import { registerWasmKernels } from "../shared/model/kernels";
 
@@ -88,7 +90,7 @@ export async function initBackend(preferred: BackendChoice = "auto", loaders: Ba
     try {
       await loaders.wasm();
       if (await loaders.activate("wasm")) {
-        registerWasmKernels();
+        registerWasmKernels({ bmm: loadNativeBmm() });
         const why = preferred === "auto" ? `no native TensorFlow binding (${skipped.join("; ")}); wasm is the fastest CPU backend` : "requested";
         return { name: "wasm", provider: "@tensorflow/tfjs-backend-wasm", reason: why };
       }
@@ -109,6 +111,13 @@ export async function initBackend(preferred: BackendChoice = "auto", loaders: Ba
     skipped.push(`cpu: ${firstLine(e)}`);
   }
   throw new BackendUnavailableError(`no TensorFlow.js backend could be activated (${skipped.join("; ")})`);
+}
+
+/** The SIMD batched-matmul module (native/bmm.c, committed as native/bmm.wasm), when present. */
+export function loadNativeBmm(): WebAssembly.Module | undefined {
+  const path = resolve(import.meta.dir, "../native/bmm.wasm");
+  if (process.env.PC2_NO_NATIVE_BMM || !existsSync(path)) return undefined;
+  return new WebAssembly.Module(readFileSync(path));
 }
 
 /** One line for logs: which backend and why. */

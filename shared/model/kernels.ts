@@ -7,6 +7,9 @@
  * - `Unpack` along axis 0 slices with a generic strided kernel per output; contiguous rows are
  *   copied here with one `set` each.
  * - `Sum` over leading axes transposes the input first; here it is one pass over rows.
+ * - `BatchMatMul` with a batch or a transposed operand runs a scalar loop in tfjs-backend-wasm
+ *   (XNNPACK serves only the plain 2-D product); with the SIMD module of native/bmm.c, when the
+ *   caller supplies it, those products run 4 lanes wide.
  * Each replacement falls back to the original kernel for the cases it does not handle, and every
  * one is measured in benchmarks/train_step.ts.
  */
@@ -56,12 +59,73 @@ function override(name: string, make: (original: tf.KernelFunc) => tf.KernelFunc
   tf.registerKernel({ ...original, kernelFunc: fast });
 }
 
+/** The SIMD batched product of native/bmm.c, in its own linear memory (inputs are copied in). */
+export class SimdBmm {
+  private readonly memory = new WebAssembly.Memory({ initial: 32 });
+  private readonly bmm: (a: number, b: number, c: number, batch: number, batchA: number, batchB: number, m: number, k: number, n: number, tA: number, tB: number) => void;
+  private readonly base: number;
+
+  constructor(module: WebAssembly.Module) {
+    const instance = new WebAssembly.Instance(module, { env: { memory: this.memory } });
+    const ex = instance.exports as unknown as { bmm: SimdBmm["bmm"]; heap_base: () => number };
+    this.bmm = ex.bmm;
+    this.base = (ex.heap_base() + 15) & ~15;
+  }
+
+  /** out = op(a) @ op(b) per batch entry; shapes of op(a) m x k, op(b) k x n. */
+  run(a: ArrayLike<number> & { length: number }, b: ArrayLike<number> & { length: number }, out: Float32Array, dims: { batch: number; batchA: number; batchB: number; m: number; k: number; n: number; transA: boolean; transB: boolean }) {
+    const aOff = this.base;
+    const bOff = aOff + align16(a.length * 4);
+    const cOff = bOff + align16(b.length * 4);
+    const end = cOff + out.length * 4;
+    const have = this.memory.buffer.byteLength;
+    if (end > have) this.memory.grow(Math.ceil((end - have) / 65536));
+    const heap = new Float32Array(this.memory.buffer);
+    heap.set(a as Float32Array, aOff / 4);
+    heap.set(b as Float32Array, bOff / 4);
+    this.bmm(aOff, bOff, cOff, dims.batch, dims.batchA, dims.batchB, dims.m, dims.k, dims.n, dims.transA ? 1 : 0, dims.transB ? 1 : 0);
+    out.set(heap.subarray(cOff / 4, cOff / 4 + out.length));
+  }
+}
+
+function align16(n: number): number {
+  return (n + 15) & ~15;
+}
+
 let registered = false;
 
+export interface WasmKernelOptions {
+  /** The compiled native/bmm.wasm; without it batched products stay on tfjs's own kernel. */
+  bmm?: WebAssembly.Module;
+}
+
 /** Registers the wasm kernels above (idempotent); call once the wasm backend is imported. */
-export function registerWasmKernels(): void {
+export function registerWasmKernels(options: WasmKernelOptions = {}): void {
   if (registered) return;
   registered = true;
+  if (options.bmm) {
+    const simd = new SimdBmm(options.bmm);
+    override("BatchMatMul", (orig) => (args) => {
+      const { a, b } = args.inputs as { a: tf.TensorInfo; b: tf.TensorInfo };
+      const { transposeA, transposeB } = args.attrs as unknown as { transposeA: boolean; transposeB: boolean };
+      const ra = a.shape.length;
+      const rb = b.shape.length;
+      const batchA = a.shape.slice(0, -2).reduce((x, d) => x * d, 1);
+      const batchB = b.shape.slice(0, -2).reduce((x, d) => x * d, 1);
+      // XNNPACK already serves the plain 2-D product; odd broadcasts go to the original too.
+      const plain = batchA === 1 && batchB === 1 && !transposeA && !transposeB;
+      if (plain || a.dtype !== "float32" || b.dtype !== "float32" || (batchA !== batchB && batchA !== 1 && batchB !== 1) || ra !== rb) return orig(args);
+      const m = transposeA ? a.shape[ra - 1] : a.shape[ra - 2];
+      const k = transposeA ? a.shape[ra - 2] : a.shape[ra - 1];
+      const n = transposeB ? b.shape[rb - 2] : b.shape[rb - 1];
+      const batch = Math.max(batchA, batchB);
+      const outShape = [...(batchA >= batchB ? a.shape : b.shape).slice(0, -2), m, n];
+      const backend = args.backend as unknown as WasmBackend;
+      const out = backend.makeOutput(outShape, "float32");
+      simd.run(backend.typedArrayFromHeap(a), backend.typedArrayFromHeap(b), backend.typedArrayFromHeap(out) as Float32Array, { batch, batchA, batchB, m, k, n, transA: transposeA, transB: transposeB });
+      return out;
+    });
+  }
   if (!tf.getKernel("UnsortedSegmentSum", "wasm")) {
     tf.registerKernel({ kernelName: "UnsortedSegmentSum", backendName: "wasm", kernelFunc: unsortedSegmentSum as unknown as tf.KernelFunc });
   }
