@@ -8,6 +8,7 @@ import { createApp } from "./app.ts";
 import { fileAssets, tfjsWasmBytes } from "./adapters/bun.ts";
 import { loadEngine } from "./engine-loader.ts";
 import { initWasmBackend } from "./tfjs-wasm.ts";
+import { loadNativeBmm } from "../native/load.ts";
 
 const USAGE = `usage: bun run edge --model <dir> [--port 8787] [--host 127.0.0.1]
 
@@ -56,7 +57,7 @@ async function main(): Promise<void> {
   }
   const info = await stat(cli.model).catch(() => null);
   if (!info?.isDirectory()) throw new CliError(`--model: ${cli.model} is not a directory`);
-  await initWasmBackend({ bytes: await tfjsWasmBytes() });
+  await initWasmBackend({ bytes: await tfjsWasmBytes(), bmm: loadNativeBmm() });
   let engine;
   try {
     engine = await loadEngine(fileAssets(cli.model));

@@ -13,11 +13,14 @@
 import * as tf from "@tensorflow/tfjs-core";
 import { BackendWasm, setThreadsCount } from "@tensorflow/tfjs-backend-wasm";
 import wasmFactory from "@tensorflow/tfjs-backend-wasm/wasm-out/tfjs-backend-wasm.js";
+import { registerWasmKernels } from "../shared/model/kernels";
 
 /** Where the wasm binary comes from: a precompiled module (Workers) or its bytes (Bun, tests). */
 export interface WasmSource {
   module?: WebAssembly.Module;
   bytes?: Uint8Array;
+  /** The SIMD batched-matmul module (native/bmm.wasm), precompiled like `module`; optional. */
+  bmm?: WebAssembly.Module;
 }
 
 let ready: Promise<void> | null = null;
@@ -53,6 +56,7 @@ async function start(source: WasmSource): Promise<void> {
   if (!ok || tf.getBackend() !== "wasm") {
     throw new Error(`initWasmBackend: tfjs could not start the wasm backend (active: ${tf.getBackend()})`);
   }
+  registerWasmKernels({ bmm: source.bmm });
 }
 
 type BackendWasmModule = ConstructorParameters<typeof BackendWasm>[0];

@@ -7,6 +7,7 @@
  */
 import type { ExecutionContext, Hono } from "hono";
 import wasmModule from "@tensorflow/tfjs-backend-wasm/dist/tfjs-backend-wasm-simd.wasm";
+import bmmModule from "../native/bmm.wasm";
 import { createApp, type EdgeAppOptions } from "./app.ts";
 import { bucketAssets, workersAssets, type AssetSource, type AssetsBinding, type BucketBinding } from "./assets.ts";
 import type { EngineLoader } from "./engine.ts";
@@ -34,7 +35,7 @@ export function createWorker(loader: EngineLoader, limits?: EdgeAppOptions["limi
       app ??= createApp({
         limits,
         loadEngine: async () => {
-          await initWasmBackend({ module: wasmModule });
+          await initWasmBackend({ module: wasmModule, bmm: bmmModule });
           return loader(modelAssets(env));
         },
       });

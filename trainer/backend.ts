@@ -2,10 +2,11 @@
  * Backend selection for the trainer and the command-line tools: TensorFlow's native binding
  * (tfjs-node-gpu, then tfjs-node) when it loads, else WebAssembly, else plain JavaScript.
  */
-import { existsSync, readFileSync } from "node:fs";
-import { resolve } from "node:path";
+import { loadNativeBmm } from "../native/load";
 import * as tf from "../shared/model/tf";
 import { registerWasmKernels } from "../shared/model/kernels";
+
+export { loadNativeBmm };
 
 export const BACKENDS = ["auto", "tensorflow", "wasm", "cpu"] as const;
 export type BackendChoice = (typeof BACKENDS)[number];
@@ -111,13 +112,6 @@ export async function initBackend(preferred: BackendChoice = "auto", loaders: Ba
     skipped.push(`cpu: ${firstLine(e)}`);
   }
   throw new BackendUnavailableError(`no TensorFlow.js backend could be activated (${skipped.join("; ")})`);
-}
-
-/** The SIMD batched-matmul module (native/bmm.c, committed as native/bmm.wasm), when present. */
-export function loadNativeBmm(): WebAssembly.Module | undefined {
-  const path = resolve(import.meta.dir, "../native/bmm.wasm");
-  if (process.env.PC2_NO_NATIVE_BMM || !existsSync(path)) return undefined;
-  return new WebAssembly.Module(readFileSync(path));
 }
 
 /** One line for logs: which backend and why. */

@@ -10,9 +10,14 @@
  * - `BatchMatMul` with a batch or a transposed operand runs a scalar loop in tfjs-backend-wasm
  *   (XNNPACK serves only the plain 2-D product); with the SIMD module of native/bmm.c, when the
  *   caller supplies it, those products run 4 lanes wide.
+ * - The plain 2-D product caches XNNPACK's packed copy of the right operand under that tensor's
+ *   buffer id. Reshape shares buffers, so one buffer can reach the product under two shapes (an
+ *   activation as [N·36, E] in one layer's gradient and as [N, 36·E] in the head's) and the second
+ *   product would read the first one's packing: such an operand is copied first.
  * Each replacement falls back to the original kernel for the cases it does not handle, and every
  * one is measured in benchmarks/train_step.ts.
  */
+import { setWasmTransposedMatMulFast } from "./ops";
 import * as tf from "./tf";
 
 interface WasmBackend {
@@ -103,9 +108,28 @@ export interface WasmKernelOptions {
 export function registerWasmKernels(options: WasmKernelOptions = {}): void {
   if (registered) return;
   registered = true;
-  if (options.bmm) {
-    const simd = new SimdBmm(options.bmm);
-    override("BatchMatMul", (orig) => (args) => {
+  const simd = options.bmm ? new SimdBmm(options.bmm) : null;
+  setWasmTransposedMatMulFast(simd !== null);
+  const packedShape = new WeakMap<object, string>();
+  override("BatchMatMul", (orig) => (args) => {
+      const backend0 = args.backend as unknown as WasmBackend;
+      const inputs = args.inputs as { a: tf.TensorInfo; b: tf.TensorInfo };
+      const attrs0 = args.attrs as unknown as { transposeA: boolean; transposeB: boolean };
+      const plain2d = !attrs0.transposeA && !attrs0.transposeB && inputs.b.shape.slice(0, -2).reduce((x, d) => x * d, 1) === 1;
+      if (plain2d || !simd) {
+        const key = inputs.b.shape.slice(-2).join("x");
+        const seen = packedShape.get(inputs.b.dataId as object);
+        if (seen === undefined) packedShape.set(inputs.b.dataId as object, key);
+        else if (seen !== key) {
+          // A fresh buffer, so that XNNPACK packs this shape instead of reusing the other one.
+          const copy = backend0.makeOutput(inputs.b.shape, inputs.b.dtype);
+          backend0.typedArrayFromHeap(copy).set(backend0.typedArrayFromHeap(inputs.b));
+          const out = orig({ ...args, inputs: { a: inputs.a, b: copy } } as typeof args) as tf.TensorInfo;
+          (backend0 as unknown as { disposeData(id: unknown): void }).disposeData(copy.dataId);
+          return out;
+        }
+        if (!simd) return orig(args);
+      }
       const { a, b } = args.inputs as { a: tf.TensorInfo; b: tf.TensorInfo };
       const { transposeA, transposeB } = args.attrs as unknown as { transposeA: boolean; transposeB: boolean };
       const ra = a.shape.length;
@@ -124,8 +148,7 @@ export function registerWasmKernels(options: WasmKernelOptions = {}): void {
       const out = backend.makeOutput(outShape, "float32");
       simd.run(backend.typedArrayFromHeap(a), backend.typedArrayFromHeap(b), backend.typedArrayFromHeap(out) as Float32Array, { batch, batchA, batchB, m, k, n, transA: transposeA, transB: transposeB });
       return out;
-    });
-  }
+  });
   if (!tf.getKernel("UnsortedSegmentSum", "wasm")) {
     tf.registerKernel({ kernelName: "UnsortedSegmentSum", backendName: "wasm", kernelFunc: unsortedSegmentSum as unknown as tf.KernelFunc });
   }

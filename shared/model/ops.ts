@@ -13,24 +13,55 @@ function customOp<A extends tf.Tensor[]>(f: (...args: [...A, tf.GradSaveFunc]) =
   return tf.customGrad(f as unknown as Parameters<typeof tf.customGrad>[0]) as unknown as (...args: A) => tf.Tensor;
 }
 
-/** 2-D `a @ b` whose gradients are 2-D untransposed matmuls of explicitly transposed operands. */
+/**
+ * Whether transposed products run fast on the active backend: true on cpu and tensorflow, and on
+ * wasm once the SIMD batched-matmul kernel is registered (kernels.ts); tfjs-backend-wasm's own
+ * kernel uses XNNPACK only for plain 2-D products, so without it operands are transposed first.
+ */
+let wasmTransposedFast = false;
+export function setWasmTransposedMatMulFast(fast: boolean): void {
+  wasmTransposedFast = fast;
+}
+function transposedFast(): boolean {
+  return tf.getBackend() !== "wasm" || wasmTransposedFast;
+}
+
+/** op(a) @ op(b) for 2-D operands, through explicit transposes when transposed products are slow. */
+function matMul2d(a: tf.Tensor, b: tf.Tensor, ta: boolean, tb: boolean): tf.Tensor2D {
+  if (transposedFast()) return tf.matMul(a as tf.Tensor2D, b as tf.Tensor2D, ta, tb);
+  return tf.matMul((ta ? tf.transpose(a) : a) as tf.Tensor2D, (tb ? tf.transpose(b) : b) as tf.Tensor2D);
+}
+
+/** 2-D `a @ b` with a hand-written gradient (da = dy b^T, db = a^T dy) routed by matMul2d. */
 export const mm = customOp((a: tf.Tensor, b: tf.Tensor, save: tf.GradSaveFunc) => {
   save([a, b]);
   return {
     value: tf.matMul(a as tf.Tensor2D, b as tf.Tensor2D),
     gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
-      const [sa, sb] = saved as tf.Tensor2D[];
-      return [tf.matMul(dy as tf.Tensor2D, tf.transpose(sb)), tf.matMul(tf.transpose(sa), dy as tf.Tensor2D)];
+      const [sa, sb] = saved;
+      return [matMul2d(dy, sb, false, true), matMul2d(sa, dy, true, false)];
     },
   };
 }) as (a: tf.Tensor, b: tf.Tensor) => tf.Tensor2D;
+
+/** 2-D `x @ w^T` (w is [out, in], as nn.Linear stores it) without materialising w^T when that is fast. */
+const mmT = customOp((x: tf.Tensor, w: tf.Tensor, save: tf.GradSaveFunc) => {
+  save([x, w]);
+  return {
+    value: matMul2d(x, w, false, true),
+    gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
+      const [sx, sw] = saved;
+      return [tf.matMul(dy as tf.Tensor2D, sw as tf.Tensor2D), matMul2d(dy, sx, true, false)];
+    },
+  };
+}) as (x: tf.Tensor, w: tf.Tensor) => tf.Tensor2D;
 
 /** `x @ W^T + b` over the last axis of x (PyTorch nn.Linear; W is [out, in]). */
 export function linear(x: tf.Tensor, w: tf.Tensor, b?: tf.Tensor): tf.Tensor {
   const inF = w.shape[1]!;
   const outF = w.shape[0]!;
   const lead = x.shape.slice(0, -1);
-  let y: tf.Tensor = mm(x.reshape([-1, inF]), tf.transpose(w));
+  let y: tf.Tensor = mmT(x.reshape([-1, inF]), w);
   if (b) y = tf.add(y, b);
   return y.reshape([...lead, outF]);
 }
