@@ -22,8 +22,19 @@ let wasmTransposedFast = false;
 export function setWasmTransposedMatMulFast(fast: boolean): void {
   wasmTransposedFast = fast;
 }
-function transposedFast(): boolean {
+export function transposedFast(): boolean {
   return tf.getBackend() !== "wasm" || wasmTransposedFast;
+}
+
+/**
+ * Batched a[n] @ b[n] ([N, M, K] x [N, K, P]): one batched product where those are fast, else a
+ * loop of 2-D products (XNNPACK).
+ */
+export function bmm(a: tf.Tensor3D, b: tf.Tensor3D): tf.Tensor3D {
+  if (transposedFast()) return tf.matMul(a, b);
+  const as = tf.unstack(a);
+  const bs = tf.unstack(b);
+  return tf.stack(as.map((x, n) => mm(x, bs[n]))) as tf.Tensor3D;
 }
 
 /** op(a) @ op(b) for 2-D operands, through explicit transposes when transposed products are slow. */

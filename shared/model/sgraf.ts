@@ -12,7 +12,7 @@
 import * as tf from "./tf";
 import type { Random } from "../random";
 import { REGIONS, type SgrafConfig } from "./config";
-import { l2norm, lengthMask, linear, maskedSoftmax, mm, sigmoid, softmax } from "./ops";
+import { bmm, l2norm, lengthMask, linear, maskedSoftmax, mm, sigmoid, softmax } from "./ops";
 import { type ParamStore, gruNames } from "./params";
 
 /** Batch-norm epsilon and momentum of PyTorch's BatchNorm1d defaults. */
@@ -260,11 +260,9 @@ export function scanAttention(img: tf.Tensor3D, cap: tf.Tensor3D): tf.Tensor4D {
   let attn: tf.Tensor = mm(img.reshape([N * R, E]), tf.transpose(cap.reshape([C * L, E]))).reshape([N, R, C, L]);
   attn = l2norm(tf.leakyRelu(attn, 0.1)); // over words: padded words are zero vectors and add nothing
   attn = softmax(tf.mul(tf.transpose(attn, [0, 2, 3, 1]), SCAN_SMOOTH)); // [N, C, L, R] over regions
-  // context[n, c, w] = sum_r attn[n, c, w, r] img[n, r]: one 2-D matmul per image.
-  const perImage = tf.unstack(attn.reshape([N, C * L, R]));
-  const imgs = tf.unstack(img);
-  const ctxs = perImage.map((a, n) => mm(a, imgs[n]));
-  return l2norm(tf.stack(ctxs).reshape([N, C, L, E])) as tf.Tensor4D;
+  // context[n, c, w] = sum_r attn[n, c, w, r] img[n, r]: one product per image.
+  const ctx = bmm(attn.reshape([N, C * L, R]) as tf.Tensor3D, img);
+  return l2norm(ctx.reshape([N, C, L, E])) as tf.Tensor4D;
 }
 
 /** GraphReasoning, one step over nodes [P, K, S] with key mask [P or 1, 1, K] additive. */
