@@ -7,7 +7,7 @@
  *   bank_A.probs [N, proj_dim], bank_A.has [N] (uint8)     PO banks: softmax(img_logits) per caption
  * Metadata (`__metadata__`, strings)
  *   format "pc2-tfjs-checkpoint", version "1", state (JSON: epoch, config, best rsum, RNG states, …),
- *   sha256 of the data section (a flipped byte is refused, not trained on).
+ *   sha256 of the state and the data section (a flipped byte is refused, not trained on).
  *
  * The `model_A.`/`model_B.` prefixes are those of the official checkpoint's `model_A`/`model_B`
  * entries, so `bun run eval` reads this file like an official checkpoint converted to safetensors.
@@ -76,7 +76,7 @@ export async function encodeCheckpoint(c: Checkpoint): Promise<Uint8Array> {
   // The digest covers the data section; it is written into a same-length placeholder of the header.
   const placeholder = "0".repeat(64);
   const bytes = writeSafetensors(tensors, { format: CHECKPOINT_FORMAT, version: CHECKPOINT_VERSION, state, sha256: placeholder });
-  const digest = new TextEncoder().encode(sha256(dataSection(bytes)));
+  const digest = new TextEncoder().encode(digestOf(state, dataSection(bytes)));
   const header = bytes.subarray(8, bytes.length - dataSection(bytes).length);
   const at = lastIndexOf(header, new TextEncoder().encode(`"sha256":"${placeholder}"`)) + '"sha256":"'.length;
   bytes.set(digest, 8 + at);
@@ -110,8 +110,9 @@ export function writeFileAtomic(path: string, bytes: Uint8Array | string): void 
   renameSync(tmp, path);
 }
 
-function sha256(bytes: Uint8Array): string {
-  return createHash("sha256").update(bytes).digest("hex");
+/** The checksum covers the state metadata and the tensor data. */
+function digestOf(state: string, data: Uint8Array): string {
+  return createHash("sha256").update(state).update(data).digest("hex");
 }
 
 function dataSection(file: Uint8Array): Uint8Array {
@@ -131,7 +132,7 @@ export function readCheckpointFile(path: string): { state: RunState & { lr?: { A
   const { tensors, metadata } = readSafetensors(bytes, path);
   if (metadata.format !== CHECKPOINT_FORMAT) throw new FormatError(path, `not a ${CHECKPOINT_FORMAT} file (format ${JSON.stringify(metadata.format)}); official-name safetensors are for bun run eval/export, not --model_path`);
   if (metadata.version !== CHECKPOINT_VERSION) throw new FormatError(path, `checkpoint version ${metadata.version}, this trainer reads ${CHECKPOINT_VERSION}`);
-  if (metadata.sha256 !== sha256(dataSection(bytes))) throw new FormatError(path, "checksum mismatch: the tensor data is corrupted");
+  if (metadata.sha256 !== digestOf(metadata.state ?? "", dataSection(bytes))) throw new FormatError(path, "checksum mismatch: the state or the tensor data is corrupted");
   let state: RunState;
   try {
     state = JSON.parse(metadata.state);

@@ -134,9 +134,19 @@ export function parseTrainArgs(argv: string[], now = new Date()): TrainConfig {
   const names = Object.keys(FLAGS) as FlagName[];
   const options: Record<string, { type: "string" | "boolean" }> = {};
   for (const n of names) options[n] = { type: FLAGS[n].type === "store_true" || FLAGS[n].type === "store_false" ? "boolean" : "string" };
+  // argparse reads `--rank -1` as a value; node's parseArgs wants `--rank=-1` for a leading dash.
+  const args: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const name = argv[i].startsWith("--") ? argv[i].slice(2) : "";
+    const next = argv[i + 1];
+    if (options[name]?.type === "string" && next !== undefined && /^-(\d|\.\d|inf|nan)/i.test(next)) {
+      args.push(`--${name}=${next}`);
+      i++;
+    } else args.push(argv[i]);
+  }
   let parsed: ReturnType<typeof parseArgs>;
   try {
-    parsed = parseArgs({ args: argv, options, strict: true, allowPositionals: false });
+    parsed = parseArgs({ args, options, strict: true, allowPositionals: false });
   } catch (e) {
     const msg = (e as Error).message;
     const m = /Unknown option '(--?[^']+)'/.exec(msg);

@@ -221,10 +221,16 @@ async function splitPart(ctx: PartContext): Promise<RandomState> {
     for (const k of ["A", "B"] as const) {
       const { loss, probs } = evalLoss(run.nets[k].params, batch as ModelBatch, c.margin);
       const bank = run.banks[k];
+      const bad: Record<string, number[]> = {};
       for (let b = 0; b < batch.size; b++) {
         const id = batch.ids[b];
         losses[k][id] = loss[b];
         if (bank.has[id]) ctt[k][id] = klConsistency(probs.subarray(b * K, (b + 1) * K), bank.probs.subarray(id * K, (id + 1) * K), K)[0];
+        if (!Number.isFinite(losses[k][id])) (bad[`per-sample loss is ${losses[k][id]}`] ??= []).push(id);
+        if (!Number.isFinite(ctt[k][id])) (bad[`PO consistency is ${ctt[k][id]}`] ??= []).push(id);
+      }
+      for (const [what, ids] of Object.entries(bad)) {
+        throw new TrainingFault(`split, epoch ${run.cursor.epoch}, batch ${step}, net ${k}: ${what} (sample ids ${ids.slice(0, 16).join(", ")}); training stopped, the last good checkpoint is intact`);
       }
     }
     hooks.progress.tick(++step);
@@ -450,90 +456,105 @@ export async function train(config: TrainConfig, hooks: TrainHooks, options: { c
   writeFileAtomic(join(outputDir, OUTPUT_FILES.config), `${JSON.stringify(resolvedConfig, null, 2)}\n`);
 
   const run = initRun(config, model, data, hooks);
-  const interrupt = async (): Promise<never> => {
-    const path = join(outputDir, OUTPUT_FILES.interrupted);
-    await save(run, path);
-    metrics({ type: "event", message: `interrupted at ${run.cursor.stage} epoch ${run.cursor.epoch}, ${COTRAIN_PARTS[run.cursor.part] ?? WARMUP_PARTS[run.cursor.part]}, step ${run.cursor.step}` });
-    await hooks.finish?.(run, data, outputDir);
-    throw new TrainingInterrupted(path);
-  };
-  const ctx: PartContext = { run, data, hooks, metrics, interrupt };
-  const evalOpts = { batchSize: config.batch_size };
-  let lastValidation: SplitEvaluation | null = null;
+  try {
+    const interrupt = async (): Promise<never> => {
+      const path = join(outputDir, OUTPUT_FILES.interrupted);
+      await save(run, path);
+      metrics({ type: "event", message: `interrupted at ${run.cursor.stage} epoch ${run.cursor.epoch}, ${COTRAIN_PARTS[run.cursor.part] ?? WARMUP_PARTS[run.cursor.part]}, step ${run.cursor.step}` });
+      await hooks.finish?.(run, data, outputDir);
+      throw new TrainingInterrupted(path);
+    };
+    const ctx: PartContext = { run, data, hooks, metrics, interrupt };
+    const evalOpts = { batchSize: config.batch_size };
+    let lastValidation: SplitEvaluation | null = null;
 
-  const validate = (label: string | number) => {
-    hooks.log("Validating ...");
-    const r = evaluateSplit([run.nets.A.params, run.nets.B.params], data.dev, evalOpts);
-    hooks.log(`Image to text: ${fmt(r.i2t)}`);
-    hooks.log(`Text to image: ${fmt(r.t2i)}`);
-    lastValidation = r;
-    return r;
-  };
+    const validate = (label: string | number) => {
+      hooks.log("Validating ...");
+      const r = evaluateSplit([run.nets.A.params, run.nets.B.params], data.dev, evalOpts);
+      hooks.log(`Image to text: ${fmt(r.i2t)}`);
+      hooks.log(`Text to image: ${fmt(r.t2i)}`);
+      lastValidation = r;
+      return r;
+    };
 
-  // Warmup.
-  if (run.cursor.stage === "warmup") {
-    hooks.log("* Warmup");
-    while (run.cursor.epoch < config.warmup_epoch) {
+    // Warmup.
+    if (run.cursor.stage === "warmup") {
+      hooks.log("* Warmup");
+      while (run.cursor.epoch < config.warmup_epoch) {
+        const t0 = performance.now();
+        while (run.cursor.part < WARMUP_PARTS.length) {
+          nextPart(run, await warmupPart(ctx, run.cursor.part === 0 ? "A" : "B"));
+        }
+        metrics({ type: "epoch", phase: "warmup", epoch: run.cursor.epoch, seconds: (performance.now() - t0) / 1000, lr: run.nets.A.optimizer.lr });
+        run.cursor = { stage: "warmup", epoch: run.cursor.epoch + 1, part: 0, step: 0, dataRng: run.cursor.dataRng };
+      }
+      run.cursor = { stage: "cotrain", epoch: 0, part: 0, step: 0, dataRng: run.cursor.dataRng };
+      await save(run, join(outputDir, OUTPUT_FILES.warmup(Math.max(0, config.warmup_epoch - 1))));
+      const v = validate("warmup");
+      metrics({ type: "validation", epoch: "warmup", i2t: v.i2t, t2i: v.t2i, rsum: v.rsum, best: false });
+      // Fresh optimizers after warmup, as the official code does (unless resuming).
+      for (const k of ["A", "B"] as const) {
+        run.nets[k].optimizer.reset();
+        run.nets[k].optimizer = new Adam({ lr: config.learning_rate });
+      }
+    }
+
+    // Co-training.
+    hooks.log("* Co-training");
+    while (run.cursor.stage === "cotrain" && run.cursor.epoch < config.num_epochs) {
+      const epoch = run.cursor.epoch;
       const t0 = performance.now();
-      while (run.cursor.part < WARMUP_PARTS.length) {
-        nextPart(run, await warmupPart(ctx, run.cursor.part === 0 ? "A" : "B"));
+      const lr = learningRate(config, epoch);
+      run.nets.A.optimizer.lr = lr;
+      run.nets.B.optimizer.lr = lr;
+      hooks.log(`Epoch [${epoch}/${config.num_epochs}] lr ${lr}`);
+      while (run.cursor.part < COTRAIN_PARTS.length) {
+        const part = COTRAIN_PARTS[run.cursor.part];
+        nextPart(run, part === "split" ? await splitPart(ctx) : await trainPart(ctx, part === "train A" ? "A" : "B"));
       }
-      metrics({ type: "epoch", phase: "warmup", epoch: run.cursor.epoch, seconds: (performance.now() - t0) / 1000, lr: run.nets.A.optimizer.lr });
-      run.cursor = { stage: "warmup", epoch: run.cursor.epoch + 1, part: 0, step: 0, dataRng: run.cursor.dataRng };
-    }
-    run.cursor = { stage: "cotrain", epoch: 0, part: 0, step: 0, dataRng: run.cursor.dataRng };
-    await save(run, join(outputDir, OUTPUT_FILES.warmup(Math.max(0, config.warmup_epoch - 1))));
-    const v = validate("warmup");
-    metrics({ type: "validation", epoch: "warmup", i2t: v.i2t, t2i: v.t2i, rsum: v.rsum, best: false });
-    // Fresh optimizers after warmup, as the official code does (unless resuming).
-    for (const k of ["A", "B"] as const) run.nets[k].optimizer = new Adam({ lr: config.learning_rate });
-  }
-
-  // Co-training.
-  hooks.log("* Co-training");
-  while (run.cursor.stage === "cotrain" && run.cursor.epoch < config.num_epochs) {
-    const epoch = run.cursor.epoch;
-    const t0 = performance.now();
-    const lr = learningRate(config, epoch);
-    run.nets.A.optimizer.lr = lr;
-    run.nets.B.optimizer.lr = lr;
-    hooks.log(`Epoch [${epoch}/${config.num_epochs}] lr ${lr}`);
-    while (run.cursor.part < COTRAIN_PARTS.length) {
-      const part = COTRAIN_PARTS[run.cursor.part];
-      nextPart(run, part === "split" ? await splitPart(ctx) : await trainPart(ctx, part === "train A" ? "A" : "B"));
-    }
-    if (epoch === config.warmup_epoch_2) run.bestRsum = 0; // the official reset when pseudo-captioning starts
-    const v = validate(epoch);
-    const isBest = v.rsum > run.bestRsum;
-    if (isBest) {
-      run.bestRsum = v.rsum;
-      run.bestEpoch = epoch;
-    }
-    metrics({ type: "validation", epoch, i2t: v.i2t, t2i: v.t2i, rsum: v.rsum, best: isBest });
-    metrics({ type: "epoch", phase: "train", epoch, seconds: (performance.now() - t0) / 1000, lr });
-    run.cursor = { stage: epoch + 1 < config.num_epochs ? "cotrain" : "done", epoch: epoch + 1, part: 0, step: 0, dataRng: run.cursor.dataRng };
-    run.split = null;
-    if (isBest) {
-      hooks.log("Best validation! Testing ...");
-      const fold5 = data.dataName === "coco_precomp";
-      const t = evaluateSplit([run.nets.A.params, run.nets.B.params], data.test, { ...evalOpts, fold5 });
-      for (const line of formatMetricLines(t)) hooks.log(line);
-      if (fold5) {
-        const full = evaluateSplit([run.nets.A.params, run.nets.B.params], data.test, evalOpts);
-        hooks.log("full 5K:");
-        for (const line of formatMetricLines(full)) hooks.log(line);
-        metrics({ type: "test", epoch, split: data.test.split as "test" | "testall", fold5: false, i2t: full.i2t, t2i: full.t2i, rsum: full.rsum });
+      if (epoch === config.warmup_epoch_2) run.bestRsum = 0; // the official reset when pseudo-captioning starts
+      const v = validate(epoch);
+      const isBest = v.rsum > run.bestRsum;
+      if (isBest) {
+        run.bestRsum = v.rsum;
+        run.bestEpoch = epoch;
       }
-      metrics({ type: "test", epoch, split: data.test.split as "test" | "testall", fold5, i2t: t.i2t, t2i: t.t2i, rsum: t.rsum });
-      run.bestTest = t;
+      metrics({ type: "validation", epoch, i2t: v.i2t, t2i: v.t2i, rsum: v.rsum, best: isBest });
+      metrics({ type: "epoch", phase: "train", epoch, seconds: (performance.now() - t0) / 1000, lr });
+      run.cursor = { stage: epoch + 1 < config.num_epochs ? "cotrain" : "done", epoch: epoch + 1, part: 0, step: 0, dataRng: run.cursor.dataRng };
+      run.split = null;
+      if (isBest) {
+        hooks.log("Best validation! Testing ...");
+        const fold5 = data.dataName === "coco_precomp";
+        const t = evaluateSplit([run.nets.A.params, run.nets.B.params], data.test, { ...evalOpts, fold5 });
+        for (const line of formatMetricLines(t)) hooks.log(line);
+        if (fold5) {
+          const full = evaluateSplit([run.nets.A.params, run.nets.B.params], data.test, evalOpts);
+          hooks.log("full 5K:");
+          for (const line of formatMetricLines(full)) hooks.log(line);
+          metrics({ type: "test", epoch, split: data.test.split as "test" | "testall", fold5: false, i2t: full.i2t, t2i: full.t2i, rsum: full.rsum });
+        }
+        metrics({ type: "test", epoch, split: data.test.split as "test" | "testall", fold5, i2t: t.i2t, t2i: t.t2i, rsum: t.rsum });
+        run.bestTest = t;
+      }
+      await save(run, join(outputDir, OUTPUT_FILES.latest));
+      if (isBest) copyFileSync(join(outputDir, OUTPUT_FILES.latest), join(outputDir, OUTPUT_FILES.best));
+      writeResults(outputDir, run);
     }
-    await save(run, join(outputDir, OUTPUT_FILES.latest));
-    if (isBest) copyFileSync(join(outputDir, OUTPUT_FILES.latest), join(outputDir, OUTPUT_FILES.best));
     writeResults(outputDir, run);
+    await hooks.finish?.(run, data, outputDir);
+    return { outputDir, bestEpoch: run.bestEpoch, bestRsum: run.bestRsum, test: run.bestTest, lastValidation };
+  } finally {
+    disposeRun(run);
   }
-  writeResults(outputDir, run);
-  await hooks.finish?.(run, data, outputDir);
-  return { outputDir, bestEpoch: run.bestEpoch, bestRsum: run.bestRsum, test: run.bestTest, lastValidation };
+}
+
+/** Releases the nets' tensors and the optimizers' state (the run owns them). */
+function disposeRun(run: Run) {
+  for (const k of ["A", "B"] as const) {
+    run.nets[k].params.dispose();
+    run.nets[k].optimizer.reset();
+  }
 }
 
 function fmt(m: { r1: number; r5: number; r10: number; medr: number; meanr: number }): string {
@@ -579,6 +600,8 @@ function initRun(config: TrainConfig, model: SgrafConfig, data: Data, hooks: Tra
   }
   hooks.log(`=> resume training from checkpoint '${config.model_path}' (${st.cursor.stage} epoch ${st.cursor.epoch}, part ${st.cursor.part}, step ${st.cursor.step})`);
   base.cursor = st.cursor;
+  // A finished run resumed with more epochs continues with the next one (the official start_epoch = epoch + 1).
+  if (base.cursor.stage === "done" && base.cursor.epoch < config.num_epochs) base.cursor = { ...base.cursor, stage: "cotrain", part: 0, step: 0 };
   base.modelRng = Random.fromState(st.modelRngState);
   base.split = st.split ? { A: splitFromJson(st.split.A), B: splitFromJson(st.split.B) } : null;
   base.bestRsum = st.bestRsum;
