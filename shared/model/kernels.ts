@@ -67,7 +67,7 @@ function override(name: string, make: (original: tf.KernelFunc) => tf.KernelFunc
 /** The SIMD batched product of native/bmm.c, in its own linear memory (inputs are copied in). */
 export class SimdBmm {
   private readonly memory = new WebAssembly.Memory({ initial: 32 });
-  private readonly bmm: (a: number, b: number, c: number, batch: number, batchA: number, batchB: number, m: number, k: number, n: number, tA: number, tB: number) => void;
+  private readonly bmm: (a: number, b: number, c: number, scratch: number, batch: number, batchA: number, batchB: number, m: number, k: number, n: number, tA: number, tB: number) => void;
   private readonly base: number;
 
   constructor(module: WebAssembly.Module) {
@@ -82,13 +82,14 @@ export class SimdBmm {
     const aOff = this.base;
     const bOff = aOff + align16(a.length * 4);
     const cOff = bOff + align16(b.length * 4);
-    const end = cOff + out.length * 4;
+    const sOff = cOff + align16(out.length * 4);
+    const end = sOff + (dims.transB ? dims.k * dims.n * 4 : 0);
     const have = this.memory.buffer.byteLength;
     if (end > have) this.memory.grow(Math.ceil((end - have) / 65536));
     const heap = new Float32Array(this.memory.buffer);
     heap.set(a as Float32Array, aOff / 4);
     heap.set(b as Float32Array, bOff / 4);
-    this.bmm(aOff, bOff, cOff, dims.batch, dims.batchA, dims.batchB, dims.m, dims.k, dims.n, dims.transA ? 1 : 0, dims.transB ? 1 : 0);
+    this.bmm(aOff, bOff, cOff, sOff, dims.batch, dims.batchA, dims.batchB, dims.m, dims.k, dims.n, dims.transA ? 1 : 0, dims.transB ? 1 : 0);
     out.set(heap.subarray(cOff / 4, cOff / 4 + out.length));
   }
 }

@@ -34,6 +34,8 @@ describe("SIMD batched matmul (native/bmm.wasm)", () => {
       [3, 1, 3, 4, 5, 13],
       [3, 3, 1, 1, 1, 1],
       [2, 2, 2, 17, 32, 19],
+      [2, 2, 1, 5, 70, 9],
+      [1, 1, 1, 9, 130, 6],
     ]) {
       for (const transA of [false, true]) {
         for (const transB of [false, true]) {
