@@ -150,17 +150,21 @@ export class ParamStore {
   static fromArrays(config: SgrafConfig, arrays: Map<string, NdArray>, source: string, prefix = ""): ParamStore {
     const specs = paramSpecs(config);
     const expected = new Set(specs.map((s) => prefix + s.name));
-    const missing = specs.filter((s) => !arrays.has(prefix + s.name)).map((s) => prefix + s.name);
+    // num_batches_tracked only counts steps (momentum is fixed at 0.1): absent, it starts at 0.
+    const optional = (s: ParamSpec) => s.name.endsWith("num_batches_tracked");
+    const missing = specs.filter((s) => !arrays.has(prefix + s.name) && !optional(s)).map((s) => prefix + s.name);
     if (missing.length) throw new FormatError(source, `missing parameters: ${missing.slice(0, 8).join(", ")}${missing.length > 8 ? ` and ${missing.length - 8} more` : ""}`);
     const extra = [...arrays.keys()].filter((k) => k.startsWith(prefix) && !expected.has(k));
     if (extra.length) throw new FormatError(source, `unexpected parameters for this configuration: ${extra.slice(0, 8).join(", ")}`);
     for (const s of specs) {
-      const a = arrays.get(prefix + s.name)!;
+      const a = arrays.get(prefix + s.name);
+      if (!a) continue;
       const okShape = s.name.endsWith("num_batches_tracked") ? numel(a.shape) === 1 : a.shape.length === s.shape.length && a.shape.every((d, i) => d === s.shape[i]);
       if (!okShape) throw new FormatError(source, `parameter ${prefix + s.name} has shape [${a.shape}], expected [${s.shape}]`);
     }
     return new ParamStore(config, (s) => {
-      const a = arrays.get(prefix + s.name)!;
+      const a = arrays.get(prefix + s.name);
+      if (!a) return new Float32Array(1);
       return a.data instanceof Float32Array ? a.data : Float32Array.from(a.data as ArrayLike<number>, Number);
     });
   }
