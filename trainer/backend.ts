@@ -2,6 +2,8 @@
  * Backend selection for the trainer and the command-line tools: TensorFlow's native binding
  * (tfjs-node-gpu, then tfjs-node) when it loads, else WebAssembly, else plain JavaScript.
  */
+import { existsSync, readdirSync } from "node:fs";
+import { dirname, join } from "node:path";
 import { loadNativeBmm } from "../native/load";
 import * as tf from "../shared/model/tf";
 import { registerWasmKernels } from "../shared/model/kernels";
@@ -32,6 +34,17 @@ export interface BackendLoaders {
 
 export const defaultLoaders: BackendLoaders = {
   async native(pkg) {
+    // Importing a package whose addon was never built registers its kernels and then throws;
+    // look for the addon first, so that a missing one costs nothing and says why.
+    let dir: string;
+    try {
+      dir = dirname(require.resolve(`${pkg}/package.json`));
+    } catch {
+      throw new Error(`${pkg} is not installed`);
+    }
+    const lib = join(dir, "lib");
+    const built = existsSync(lib) && readdirSync(lib).some((d) => d.startsWith("napi-v") && existsSync(join(lib, d, "tfjs_binding.node")));
+    if (!built) throw new Error(`${pkg} is installed but its native addon (lib/napi-v*/tfjs_binding.node) was never built`);
     await import(pkg);
   },
   async wasm() {
