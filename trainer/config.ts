@@ -90,19 +90,19 @@ const DATA_FLAGS = ["data_path", "data_name", "vocab_path"] as const;
  */
 export const SYNTHETIC_PRESET: Partial<Record<FlagName, number | string>> = {
   img_dim: 32,
-  embed_size: 64,
+  embed_size: 32,
   word_dim: 32,
-  sim_dim: 32,
+  sim_dim: 16,
   proj_dim: 16,
-  batch_size: 32,
-  num_epochs: 4,
-  warmup_epoch: 2,
-  warmup_epoch_2: 2,
-  lr_update: 3,
-  learning_rate: 0.001,
+  batch_size: 16,
+  num_epochs: 2,
+  warmup_epoch: 4,
+  warmup_epoch_2: 1,
+  lr_update: 2,
+  learning_rate: 0.002,
   lambda_en: 10,
   noise_ratio: 0.4,
-  log_step: 20,
+  log_step: 25,
 };
 
 function closest(name: string, names: string[]): string | undefined {

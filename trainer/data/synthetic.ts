@@ -46,7 +46,7 @@ export interface SyntheticOptions {
 
 export const SYNTHETIC_DEFAULTS: SyntheticOptions = {
   seed: 0,
-  trainImages: 600,
+  trainImages: 400,
   devImages: 100,
   testImages: 100,
   imgDim: 32,
