@@ -1,0 +1,112 @@
+/**
+ * Fidelity of the uint8 export: the committed small model (assets/quick-model, float16 storage,
+ * i.e. exactly representable float32 values) exported as float32 and as uint8 (weights and gallery),
+ * evaluated through the edge engine on the embedded dataset's test split. The uint8 model's rsum
+ * must be within 1.0 of the float32 model's, and the top-1 of their similarity rankings (the best
+ * image for every caption, the best caption for every image) must agree for at least 99% of queries.
+ */
+import { beforeAll, describe, expect, test } from "bun:test";
+import { resolve } from "node:path";
+import { fileAssets } from "../../edge/adapters/bun";
+import { Pc2Engine, loadPackage } from "../../edge/pc2-engine";
+import { type Gallery, KEEP_FLOAT32_BELOW, type ModelPackage, MODEL_JSON, decodeModelPackage, encodeModelPackage } from "../../shared/model/package";
+import { similarityMatrix } from "../../shared/model/inference";
+import { initBackend } from "../../trainer/backend";
+import { loadSplit, loadVocabulary } from "../../trainer/data/datasets";
+import { ensureSynthetic } from "../../trainer/data/synthetic";
+import { buildGallery } from "../../trainer/export";
+import { QUICK_MODEL_DIR } from "../../trainer/quick-eval";
+import { REPO_ROOT } from "../support";
+
+async function exported(pkg: ModelPackage, gallery: Gallery, dtype: "float32" | "uint8"): Promise<ModelPackage> {
+  const files = await encodeModelPackage({ config: pkg.config, netNames: pkg.netNames, nets: pkg.nets, dtype, vocab: pkg.vocab, gallery });
+  return decodeModelPackage(files.get(MODEL_JSON)!, (n) => files.get(n)!, dtype);
+}
+
+function ensembleSims(pkg: ModelPackage): Float32Array {
+  const g = pkg.gallery!;
+  let acc: Float32Array | null = null;
+  pkg.nets.forEach((p, k) => {
+    const s = similarityMatrix(p, g.images[k], g.captions[k]);
+    if (!acc) acc = s;
+    else for (let i = 0; i < s.length; i++) acc[i] += s[i];
+  });
+  return acc!;
+}
+
+function argmaxRows(s: Float32Array, rows: number, cols: number, transpose: boolean): Int32Array {
+  const n = transpose ? cols : rows;
+  const m = transpose ? rows : cols;
+  const out = new Int32Array(n);
+  for (let a = 0; a < n; a++) {
+    let best = 0;
+    let bestV = -Infinity;
+    for (let b = 0; b < m; b++) {
+      const v = transpose ? s[b * cols + a] : s[a * cols + b];
+      if (v > bestV) {
+        bestV = v;
+        best = b;
+      }
+    }
+    out[a] = best;
+  }
+  return out;
+}
+
+describe("uint8 export fidelity on the embedded test split", () => {
+  let f32: ModelPackage;
+  let u8: ModelPackage;
+  beforeAll(async () => {
+    await initBackend("wasm");
+    const base = await loadPackage(fileAssets(QUICK_MODEL_DIR), QUICK_MODEL_DIR);
+    const ds = ensureSynthetic(resolve(REPO_ROOT, ".cache"), { imgDim: base.config.img_dim });
+    const { vocab, vocabSize } = loadVocabulary({ vocabPath: ds.vocabPath, dataName: ds.dataName });
+    const test = loadSplit({ dataPath: ds.dataPath, dataName: ds.dataName, split: "test", vocab, vocabSize, imgDim: base.config.img_dim });
+    const gallery = buildGallery(base.nets, test, vocab.toJSON());
+    f32 = await exported(base, gallery, "float32");
+    u8 = await exported(base, gallery, "uint8");
+    for (const p of base.nets) p.dispose();
+  }, 120_000);
+
+  test("the gallery of a uint8 export is float16", () => {
+    const small = (w: { shape: number[] }) => w.shape.reduce((a, d) => a * d, 1) < KEEP_FLOAT32_BELOW;
+    expect(u8.json.gallery!.manifest[0].weights.every((w) => w.quantization?.dtype === "float16" || (small(w) && !w.quantization))).toBe(true);
+    expect(u8.json.gallery!.manifest[0].weights.some((w) => w.quantization?.dtype === "float16")).toBe(true);
+    expect(u8.json.weightsManifest[0].weights.some((w) => w.quantization?.dtype === "uint8")).toBe(true);
+  });
+
+  test("rsum within 1.0 of the float32 model's", async () => {
+    const a = await new Pc2Engine(f32).evaluate();
+    const b = await new Pc2Engine(u8).evaluate();
+    console.log(`rsum float32 ${a.rsum.toFixed(2)}, uint8 ${b.rsum.toFixed(2)} (${a.images} images, ${a.captions} captions)`);
+    expect(a.rsum).toBeGreaterThan(60); // a trained model, far from chance (about 32 here)
+    expect(Math.abs(a.rsum - b.rsum)).toBeLessThanOrEqual(1.0);
+  }, 60_000);
+
+  test("top-1 of the similarity rankings agrees for at least 99% of queries", () => {
+    const g = f32.gallery!;
+    const nI = g.images[0].count;
+    const nC = g.captions[0].count;
+    const sa = ensembleSims(f32);
+    const sb = ensembleSims(u8);
+    let agree = 0;
+    let total = 0;
+    for (const transpose of [false, true]) {
+      const ta = argmaxRows(sa, nI, nC, transpose);
+      const tb = argmaxRows(sb, nI, nC, transpose);
+      for (let i = 0; i < ta.length; i++) agree += ta[i] === tb[i] ? 1 : 0;
+      total += ta.length;
+    }
+    console.log(`top-1 agreement ${((100 * agree) / total).toFixed(2)}% of ${total} queries`);
+    expect(agree / total).toBeGreaterThanOrEqual(0.99);
+  }, 60_000);
+
+  test("uint8 weights take about a quarter of the float32 bytes (small tensors stay float32)", async () => {
+    const size = async (dtype: "float32" | "uint8") => {
+      const files = await encodeModelPackage({ config: f32.config, netNames: f32.netNames, nets: f32.nets, dtype, vocab: f32.vocab });
+      return [...files.entries()].filter(([n]) => n.startsWith("weights")).reduce((s, [, b]) => s + b.length, 0);
+    };
+    const [a, b] = [await size("float32"), await size("uint8")];
+    expect(b).toBeLessThan(a * 0.35);
+  });
+});
