@@ -6,7 +6,7 @@
  *
  * Two configurations, random weights and a gallery of random encodings (latency does not depend
  * on the values): `big`, the paper's (img_dim 2048, embed 1024, word 300, sim 256, proj 128), and
- * `embedded`, trainer/config.ts SYNTHETIC_PRESET (img_dim 32, embed 64, word 32, sim 32, proj 16).
+ * `embedded`, trainer/config.ts SYNTHETIC_PRESET (img_dim 32, embed 32, word 32, sim 16, proj 16).
  * Each is served as the A+B ensemble a real export holds and as net A alone. The server
  * (benchmarks/support/edge_server.ts) is a child process on one wasm thread, with
  * trainer/backend.ts's SIMD batched-matmul kernel (native/bmm.wasm); this process is the client:

@@ -26,14 +26,21 @@ import { ParamStore } from "../../shared/model/params";
 import * as tf from "../../shared/model/tf";
 import { Random } from "../../shared/random";
 import { initBackend } from "../../trainer/backend";
+import { SYNTHETIC_PRESET } from "../../trainer/config";
 import { BENCH_WORDS } from "./words.ts";
 
 /** The two configurations of the issue; dims as the official run.py flags name them. */
 export const PRESETS = {
   big: { img_dim: 2048, embed_size: 1024, word_dim: 300, sim_dim: 256, proj_dim: 128 },
-  /** trainer/config.ts SYNTHETIC_PRESET. */
-  embedded: { img_dim: 32, embed_size: 64, word_dim: 32, sim_dim: 32, proj_dim: 16 },
-} as const;
+  /** trainer/config.ts SYNTHETIC_PRESET, whatever it currently holds. */
+  embedded: {
+    img_dim: SYNTHETIC_PRESET.img_dim as number,
+    embed_size: SYNTHETIC_PRESET.embed_size as number,
+    word_dim: SYNTHETIC_PRESET.word_dim as number,
+    sim_dim: SYNTHETIC_PRESET.sim_dim as number,
+    proj_dim: SYNTHETIC_PRESET.proj_dim as number,
+  },
+};
 export type PresetName = keyof typeof PRESETS;
 
 export interface ServerReady {
