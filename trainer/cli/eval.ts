@@ -5,10 +5,10 @@
  * trained with when it records them (as the official evaluation.py), else to run.py's defaults.
  * `--quick`: the CI recall check (see trainer/quick-eval.ts).
  */
-import { parseArgs } from "node:util";
 import { BackendUnavailableError, type BackendChoice, BACKENDS, describeBackend, initBackend } from "../backend";
 import { FormatError } from "../../shared/formats/ndarray";
 import { FLAGS } from "../config";
+import { parseCli } from "./args";
 import { canonicalDataName, loadSplit, loadVocabulary, testSplitFor, type Split } from "../data/datasets";
 import { evaluateSplit, formatMetricLines } from "../evaluate";
 import { loadModel } from "../models";
@@ -31,40 +31,25 @@ export const EVAL_HELP = `Usage: bun run eval --model_path <checkpoint | model d
                         on the embedded dataset's test split, fail below the rsum floor`;
 
 export async function main(argv: string[]): Promise<number> {
-  let values: Record<string, string | boolean | undefined>;
-  try {
-    values = parseArgs({
-      args: argv,
-      options: {
-        model_path: { type: "string" },
-        data_path: { type: "string" },
-        data_name: { type: "string" },
-        vocab_path: { type: "string" },
-        tokenizer: { type: "string" },
-        split: { type: "string" },
-        fold5: { type: "boolean" },
-        json: { type: "boolean" },
-        quick: { type: "boolean" },
-        backend: { type: "string", default: "auto" },
-        batch_size: { type: "string", default: "128" },
-        gpu: { type: "string" },
-        help: { type: "boolean", short: "h" },
-      },
-      strict: true,
-    }).values;
-  } catch (e) {
-    console.error(`error: ${(e as Error).message.split("\n")[0]}\n\n${EVAL_HELP}`);
-    return 2;
-  }
-  if (values.help) {
-    console.log(EVAL_HELP);
-    return 0;
-  }
+  const values = parseCli(
+    argv,
+    {
+      model_path: { type: "string" },
+      data_path: { type: "string" },
+      data_name: { type: "string" },
+      vocab_path: { type: "string" },
+      tokenizer: { type: "string" },
+      split: { type: "string" },
+      fold5: { type: "boolean" },
+      json: { type: "boolean" },
+      quick: { type: "boolean" },
+      batch_size: { type: "string", default: "128" },
+      gpu: { type: "string" },
+    },
+    EVAL_HELP,
+  );
+  if (typeof values === "number") return values;
   const backendName = String(values.backend);
-  if (!BACKENDS.includes(backendName as BackendChoice)) {
-    console.error(`error: --backend: invalid choice '${backendName}' (choose from ${BACKENDS.join(", ")})`);
-    return 2;
-  }
   if (values.quick) return runQuickEval({ json: Boolean(values.json) });
   if (!values.model_path) {
     console.error(`error: --model_path is required\n\n${EVAL_HELP}`);

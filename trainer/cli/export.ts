@@ -4,7 +4,6 @@
  * writes the edge's model directory. Without data flags the vocabulary (and a gallery split) come
  * from the model's training run when it records one, else from the embedded synthetic dataset.
  */
-import { parseArgs } from "node:util";
 import { resolve } from "node:path";
 import { FormatError } from "../../shared/formats/ndarray";
 import { EXPORT_DTYPES, type ExportDtype } from "../../shared/model/package";
@@ -12,6 +11,7 @@ import { BACKENDS, type BackendChoice, BackendUnavailableError, initBackend } fr
 import { canonicalDataName, loadSplit, loadVocabulary, type Split } from "../data/datasets";
 import { ensureSynthetic } from "../data/synthetic";
 import { exportModel } from "../export";
+import { parseCli } from "./args";
 import { loadModel } from "../models";
 
 export const EXPORT_HELP = `Usage: bun run export --model_path <path> --out <dir> [flags]
@@ -27,42 +27,27 @@ export const EXPORT_HELP = `Usage: bun run export --model_path <path> --out <dir
   --backend <name>      ${BACKENDS.join(" | ")} (default auto)`;
 
 export async function main(argv: string[]): Promise<number> {
-  let values: Record<string, string | boolean | undefined>;
-  try {
-    values = parseArgs({
-      args: argv,
-      options: {
-        model_path: { type: "string" },
-        out: { type: "string" },
-        dtype: { type: "string", default: "uint8" },
-        gallery: { type: "string" },
-        data_path: { type: "string" },
-        data_name: { type: "string" },
-        vocab_path: { type: "string" },
-        tokenizer: { type: "string" },
-        backend: { type: "string", default: "auto" },
-        help: { type: "boolean", short: "h" },
-      },
-      strict: true,
-    }).values;
-  } catch (e) {
-    console.error(`error: ${(e as Error).message.split("\n")[0]}\n\n${EXPORT_HELP}`);
-    return 2;
-  }
-  if (values.help) {
-    console.log(EXPORT_HELP);
-    return 0;
-  }
+  const values = parseCli(
+    argv,
+    {
+      model_path: { type: "string" },
+      out: { type: "string" },
+      dtype: { type: "string", default: "uint8" },
+      gallery: { type: "string" },
+      data_path: { type: "string" },
+      data_name: { type: "string" },
+      vocab_path: { type: "string" },
+      tokenizer: { type: "string" },
+    },
+    EXPORT_HELP,
+  );
+  if (typeof values === "number") return values;
   if (!values.model_path || !values.out) {
     console.error(`error: --model_path and --out are required\n\n${EXPORT_HELP}`);
     return 2;
   }
   if (!EXPORT_DTYPES.includes(values.dtype as ExportDtype)) {
     console.error(`error: --dtype: invalid choice '${values.dtype}' (choose from ${EXPORT_DTYPES.join(", ")})`);
-    return 2;
-  }
-  if (!BACKENDS.includes(values.backend as BackendChoice)) {
-    console.error(`error: --backend: invalid choice '${values.backend}' (choose from ${BACKENDS.join(", ")})`);
     return 2;
   }
   try {

@@ -1,37 +1,12 @@
 import { describe, expect, test } from "bun:test";
 import { readFileSync, readdirSync, existsSync } from "node:fs";
 import { resolve } from "node:path";
-import { type DType, FormatError, type TypedArray, numel } from "../../../shared/formats/ndarray";
+import { type DType, type TypedArray, numel } from "../../../shared/formats/ndarray";
 import { type TensorToWrite, readSafetensors, writeSafetensors } from "../../../shared/formats/safetensors";
+import { expectClose, expectFormatError } from "./expect";
 import { REFERENCE_DIR } from "../../support";
 
 const FILE = "test.safetensors";
-
-function expectFormatError(fn: () => unknown, file: string, problem: RegExp): void {
-  let caught: unknown;
-  try {
-    fn();
-  } catch (e) {
-    caught = e;
-  }
-  expect(caught).toBeInstanceOf(FormatError);
-  const err = caught as FormatError;
-  expect(err.file).toBe(file);
-  expect(err.message.startsWith(`${file}: `)).toBe(true);
-  expect(err.message).toMatch(problem);
-}
-
-/** Element-wise comparison within `tol` (0 where the format must be bit-exact); NaN equals NaN. */
-function expectClose(actual: ArrayLike<number | bigint>, expected: ArrayLike<number | bigint>, tol: number): void {
-  expect(actual.length).toBe(expected.length);
-  for (let i = 0; i < expected.length; i++) {
-    const a = Number(actual[i]);
-    const b = Number(expected[i]);
-    if (Number.isNaN(b)) expect(Number.isNaN(a)).toBe(true);
-    else if (!Number.isFinite(b)) expect(a).toBe(b);
-    else if (Math.abs(a - b) > tol) throw new Error(`element ${i}: ${a} differs from ${b} by more than ${tol}`);
-  }
-}
 
 /** A safetensors file built by hand from a header (any JSON text) and raw data bytes. */
 function stBytes(header: unknown, data: Uint8Array = new Uint8Array(0)): Uint8Array {

@@ -1,27 +1,13 @@
 import { describe, expect, test } from "bun:test";
 import { readFileSync } from "node:fs";
 import { resolve } from "node:path";
-import { FormatError } from "../../../shared/formats/ndarray";
 import { Vocabulary } from "../../../shared/formats/vocab";
 import { tokenizeCaption } from "../../../shared/text/tokenize";
+import { expectFormatError } from "./expect";
 import { REFERENCE_DIR } from "../../support";
 
 const E2E_VOCAB = resolve(REFERENCE_DIR, "e2e/vocab/f30k_precomp_vocab.json");
 const SOURCE = "vocab.json";
-
-function expectFormatError(fn: () => unknown, file: string, problem: RegExp): void {
-  let caught: unknown;
-  try {
-    fn();
-  } catch (e) {
-    caught = e;
-  }
-  expect(caught).toBeInstanceOf(FormatError);
-  const err = caught as FormatError;
-  expect(err.file).toBe(file);
-  expect(err.message.startsWith(`${file}: `)).toBe(true);
-  expect(err.message).toMatch(problem);
-}
 
 const valid = () => ({
   word2idx: { "<pad>": 0, "<start>": 1, "<end>": 2, "<unk>": 3, dog: 4 } as Record<string, unknown>,
