@@ -121,14 +121,18 @@ export interface ShardOptions {
 
 export const SHARD_DEFAULTS: ShardOptions = { budgetBytes: 256 * 2 ** 20 };
 
-/** Floats held at once per (image, caption) pair and word, by the similarity encoder (measured bound). */
-function floatsPerPairWord(E: number, S: number, L: number): number {
-  return 3 * REGIONS + 4 * E + 4 * S + 2 * (L + 1);
+/**
+ * Bytes of tensors alive at once per (image, caption) pair and caption word while a shard is scored:
+ * a bound fitted to the peak that `tf.profile` measures (test/shared/model/inference.test.ts checks
+ * it at several sizes). SGR's graph reasoning keeps about 64 sim_dim-vectors per node; SAF a few.
+ */
+function floatsPerPairWord(module: "SGR" | "SAF", E: number, S: number, L: number): number {
+  return module === "SGR" ? 200 + 5 * E + 64 * S + 7 * (L + 1) : 250 + 9 * E + 4 * S + (L + 1);
 }
 
-/** How many images and captions one shard holds under the budget. */
-export function shardShape(nImages: number, nCaptions: number, E: number, S: number, L: number, budgetBytes: number): { images: number; captions: number } {
-  const perPair = floatsPerPairWord(E, S, L) * (L + 1) * 4;
+/** How many images and captions one shard holds so that its tensors stay under the budget. */
+export function shardShape(nImages: number, nCaptions: number, module: "SGR" | "SAF", E: number, S: number, L: number, budgetBytes: number): { images: number; captions: number } {
+  const perPair = floatsPerPairWord(module, E, S, L) * (L + 1) * 4;
   const pairs = Math.max(1, Math.floor(budgetBytes / perPair));
   // Square-ish shards: each side at most what the budget allows.
   let images = Math.max(1, Math.min(nImages, Math.floor(Math.sqrt(pairs))));
@@ -146,7 +150,7 @@ export function similarityMatrix(p: ParamStore, imgs: EncodedImages, caps: Encod
   const E = imgs.embed;
   const out = new Float32Array(imgs.count * caps.count);
   const maxLen = caps.lengths.reduce((a, b) => Math.max(a, b), 1);
-  const shard = shardShape(imgs.count, caps.count, E, p.config.sim_dim, maxLen, budgetBytes);
+  const shard = shardShape(imgs.count, caps.count, p.config.module_name, E, p.config.sim_dim, maxLen, budgetBytes);
   for (let c0 = 0; c0 < caps.count; c0 += shard.captions) {
     const c1 = Math.min(caps.count, c0 + shard.captions);
     const capSide = captionTensors(caps, c0, c1);

@@ -53,18 +53,57 @@ for (const backend of ["wasm", "cpu"] as const) {
 }
 
 describe("shardShape", () => {
-  test("stays within the budget and covers at least one pair", () => {
+  test("covers at least one pair and never more than there are", () => {
     for (const [E, S, L, budget] of [
       [1024, 256, 30, 256 * 2 ** 20],
       [64, 32, 15, 64 * 2 ** 20],
       [1024, 256, 80, 1],
     ]) {
-      const s = shardShape(5000, 25000, E, S, L, budget);
-      expect(s.images).toBeGreaterThanOrEqual(1);
-      expect(s.captions).toBeGreaterThanOrEqual(1);
-      expect(s.images).toBeLessThanOrEqual(5000);
-      const perPair = (3 * 36 + 4 * E + 4 * S + 2 * (L + 1)) * (L + 1) * 4;
-      if (budget > perPair) expect(s.images * s.captions * perPair).toBeLessThanOrEqual(budget);
+      for (const module of ["SGR", "SAF"] as const) {
+        const s = shardShape(5000, 25000, module, E, S, L, budget);
+        expect(s.images).toBeGreaterThanOrEqual(1);
+        expect(s.captions).toBeGreaterThanOrEqual(1);
+        expect(s.images).toBeLessThanOrEqual(5000);
+        expect(s.captions).toBeLessThanOrEqual(25000);
+      }
     }
+    // A tiny budget still scores one pair at a time; a huge one takes everything in one shard.
+    expect(shardShape(7, 9, "SGR", 64, 32, 12, 1)).toEqual({ images: 1, captions: 1 });
+    expect(shardShape(7, 9, "SAF", 64, 32, 12, 2 ** 40)).toEqual({ images: 7, captions: 9 });
   });
+
+  // The budget is a promise about memory: measure the tensors alive while a matrix is scored.
+  for (const module_name of ["SGR", "SAF"] as const) {
+    test(`the tensors of a shard stay under the budget (${module_name}, wasm)`, async () => {
+      await initBackend("wasm");
+      const budget = 4 * 2 ** 20;
+      for (const [E, S, minLen] of [
+        [16, 8, 2],
+        [64, 32, 8],
+        [64, 32, 30],
+        [256, 64, 8],
+      ]) {
+        const cfg = sgrafConfig({ img_dim: 16, embed_size: E, word_dim: 8, sim_dim: S, proj_dim: 4, vocab_size: 40, module_name });
+        const rng = new Random(3);
+        const p = ParamStore.init(cfg, rng);
+        const nI = 12;
+        const nC = 40;
+        const lengths = Int32Array.from({ length: nC }, () => minLen + rng.nextInt(9));
+        const T = Math.max(...lengths);
+        const tokens = new Int32Array(nC * T);
+        for (let c = 0; c < nC; c++) for (let t = 0; t < lengths[c]; t++) tokens[c * T + t] = 1 + rng.nextInt(39);
+        const imgs = encodeImages(p, rng.uniformArray(nI * 36 * 16, 0, 1), nI);
+        const caps = encodeCaptions(p, tokens, lengths);
+        const shard = shardShape(nI, nC, module_name, E, S, T, budget);
+        expect(shard.images * shard.captions).toBeLessThan(nI * nC); // several shards: the budget binds
+        const base = tf.memory().numBytes;
+        const info = await tf.profile(() => void similarityMatrix(p, imgs, caps, { budgetBytes: budget }));
+        const used = info.peakBytes - base;
+        if (used > budget) throw new Error(`E ${E} S ${S} L ${T}: ${(used / 2 ** 20).toFixed(2)} MB of tensors alive for a ${budget / 2 ** 20} MB budget`);
+        // The bound is not loose either: a shard uses more than a quarter of it.
+        expect(used).toBeGreaterThan(budget / 4);
+        p.dispose();
+      }
+    });
+  }
 });
