@@ -21,7 +21,8 @@
  * the measured window (with the default 6 big requests, p95 is their maximum), and the load average before and after: other processes on the machine
  * inflate every number. No asserts: numbers for the README.
  */
-import { cpus, loadavg, platform, release, totalmem } from "node:os";
+import { cpus, platform, release, totalmem } from "node:os";
+import { loadAverage } from "./support/stats";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { Random } from "../shared/random";
@@ -161,8 +162,7 @@ function percentile(sorted: number[], p: number): number {
 
 const cpu = cpus();
 console.log(`machine: ${cpu[0]?.model} × ${cpu.length} logical CPUs, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, ${platform()} ${release()}, Bun ${Bun.version}`);
-const load = () => loadavg().map((x) => x.toFixed(2)).join(", ");
-console.log(`load average (1, 5, 15 min): ${load()}`);
+console.log(`load average (1, 5, 15 min): ${loadAverage()}`);
 console.log(`endpoint: POST /v1/search/images {text, k: ${K}}; text: 6-12 random caption words; gallery: ${images} images`);
 
 const rows: string[][] = [];
@@ -208,5 +208,5 @@ for (const preset of presets) {
 const header = ["config", "nets", "clients", "requests", "p50 ms", "p95 ms", "req/s"];
 const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
 const line = (cells: string[]) => `| ${cells.map((x, i) => x.padStart(widths[i]!)).join(" | ")} |`;
-console.log(`\nload average (1, 5, 15 min): ${load()}`);
+console.log(`\nload average (1, 5, 15 min): ${loadAverage()}`);
 console.log(`\n${line(header)}\n|${widths.map((w) => "-".repeat(w + 2)).join("|")}|\n${rows.map(line).join("\n")}`);

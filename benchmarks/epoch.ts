@@ -16,6 +16,7 @@ import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
+import { loadAverage, median } from "./support/stats";
 
 const { values, positionals } = parseArgs({
   options: { backend: { type: "string", default: "wasm" }, keep: { type: "boolean", default: false } },
@@ -25,7 +26,7 @@ const { values, positionals } = parseArgs({
 const out = mkdtempSync(join(tmpdir(), "pc2-epoch-"));
 const args = ["trainer/cli/train.ts", "--backend", values.backend!, "--output_dir", out, ...positionals];
 console.log(`bun ${args.join(" ")}`);
-const load0 = readFileSync("/proc/loadavg", "utf8").split(" ").slice(0, 3).join(" ");
+const load0 = loadAverage();
 const t0 = performance.now();
 const child = Bun.spawn(["bun", ...args], { cwd: join(import.meta.dir, ".."), stdout: "pipe", stderr: "inherit" });
 const log = await new Response(child.stdout).text();
@@ -38,10 +39,6 @@ if (code !== 0) {
 
 type Rec = Record<string, unknown> & { type: string };
 const records: Rec[] = readFileSync(join(out, "metrics.jsonl"), "utf8").trim().split("\n").map((l) => JSON.parse(l));
-const median = (xs: number[]) => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length ? s[Math.floor(s.length / 2)] : NaN;
-};
 const f = (x: number, d = 1) => (Number.isFinite(x) ? x.toFixed(d) : "–");
 
 for (const phase of ["warmup", "train"]) {
@@ -67,7 +64,6 @@ const splits = records.filter((r) => r.type === "split" && r.precision !== null)
 const warmVal = vals.find((r) => r.epoch === "warmup");
 console.log(`validation rsum: after warmup ${f((warmVal?.rsum as number) ?? NaN)}, last ${f((vals.at(-1)?.rsum as number) ?? NaN)}; test rsum at the best validation ${f((tests.at(-1)?.rsum as number) ?? NaN)}`);
 for (const s of splits) console.log(`split epoch ${s.epoch} net ${s.net} by ${s.by}: ${s.selected_noisy}/${s.size} predicted noisy, precision ${f(s.precision as number, 3)}, recall ${f(s.recall as number, 3)}`);
-const load1 = readFileSync("/proc/loadavg", "utf8").split(" ").slice(0, 3).join(" ");
-console.log(`wall ${f(wall)} s for the whole run; load average before ${load0}, after ${load1}`);
+console.log(`wall ${f(wall)} s for the whole run; load average before ${load0}, after ${loadAverage()}`);
 if (values.keep) console.log(`outputs kept in ${out}`);
 else rmSync(out, { recursive: true, force: true });

@@ -12,6 +12,7 @@ import { ParamStore } from "../shared/model/params";
 import { Adam } from "../shared/model/optim";
 import { type Batch, trainStep, unlabeledStep } from "../shared/model/steps";
 import { Random } from "../shared/random";
+import { median } from "./support/stats";
 
 const { values } = parseArgs({ options: { backend: { type: "string", default: "wasm" }, steps: { type: "string", default: "10" }, only: { type: "string" } } });
 const info = await initBackend(values.backend as BackendChoice);
@@ -24,11 +25,6 @@ function randomBatch(rng: Random, cfg: SgrafConfig, B: number, meanLen: number):
   for (let b = 0; b < B; b++) for (let t = 0; t < lengths[b]; t++) captions[b * T + t] = 1 + rng.nextInt(cfg.vocab_size - 1);
   const images = rng.uniformArray(B * REGIONS * cfg.img_dim, 0, 1);
   return { images, captions, lengths };
-}
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)];
 }
 
 const setups: Array<{ name: string; cfg: Record<string, unknown>; batch: number; len: number }> = [

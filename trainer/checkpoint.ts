@@ -73,11 +73,12 @@ export async function encodeCheckpoint(c: Checkpoint): Promise<Uint8Array> {
     tensors.push([`bank_${k}.has`, { dtype: "uint8", shape: [bank.has.length], data: bank.has }]);
   }
   const state = JSON.stringify({ ...c.state, lr: { A: c.nets.A.optimizer.lr, B: c.nets.B.optimizer.lr } });
-  // The digest covers the data section; it is written into a same-length placeholder of the header.
+  // The digest covers the state and the data section; it is written into a same-length placeholder of the header.
   const placeholder = "0".repeat(64);
   const bytes = writeSafetensors(tensors, { format: CHECKPOINT_FORMAT, version: CHECKPOINT_VERSION, state, sha256: placeholder });
-  const digest = new TextEncoder().encode(digestOf(state, dataSection(bytes)));
-  const header = bytes.subarray(8, bytes.length - dataSection(bytes).length);
+  const data = dataSection(bytes);
+  const digest = new TextEncoder().encode(digestOf(state, data));
+  const header = bytes.subarray(8, bytes.length - data.length);
   const at = lastIndexOf(header, new TextEncoder().encode(`"sha256":"${placeholder}"`)) + '"sha256":"'.length;
   bytes.set(digest, 8 + at);
   return bytes;
