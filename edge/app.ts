@@ -13,8 +13,8 @@ import type { ContentfulStatusCode } from "hono/utils/http-status";
 import { describeRoute, openAPIRouteHandler, resolver, validator } from "hono-openapi";
 import { toJsonSchema } from "@valibot/to-json-schema";
 import type * as v from "valibot";
-import { EngineInputError, type ImageQuery, type RetrievalEngine, type TextQuery } from "./engine.ts";
-import { DEFAULT_EDGE_LIMITS, requestSchemas, responseSchemas, type EdgeLimits } from "./schemas.ts";
+import { EngineInputError, type Hit, type ImageQuery, type RetrievalEngine, type TextQuery } from "../shared/retrieval/engine.ts";
+import { DEFAULT_EDGE_LIMITS, type EdgeLimits, type EngineState, requestSchemas, responseSchemas } from "./schemas.ts";
 
 export interface EdgeAppOptions {
   /** A ready engine, or … */
@@ -25,8 +25,6 @@ export interface EdgeAppOptions {
   /** Where bugs and engine failures are reported; console.error by default. */
   log?: (message: string, error: unknown) => void;
 }
-
-export type EngineState = "idle" | "loading" | "loaded" | "failed";
 
 export function createApp(options: EdgeAppOptions): Hono {
   if ((options.engine === undefined) === (options.loadEngine === undefined)) {
@@ -67,35 +65,26 @@ export function createApp(options: EdgeAppOptions): Hono {
     describeRoute({ summary: "The loaded model", tags: ["model"], responses: ok(responseSchemas.model) }),
     async (c) => {
       const e = await engine.get();
-      return c.json({ ...e.info(), imgDim: e.imgDim, regions: e.regions, vocabSize: e.vocabSize });
+      return c.json({ ...e.info(), imgDim: e.imgDim, regions: e.regions, vocabSize: e.vocabSize, maxTokens: e.maxTokens });
     },
   );
 
-  app.post(
-    "/v1/search/images",
-    describeRoute({ summary: "Text → image search over the gallery", tags: ["search"], responses: ok(responseSchemas.results) }),
-    validator("json", schemas.searchImages, failOnIssues),
-    async (c) => {
-      const body = c.req.valid("json");
-      const e = await engine.get();
-      requireGallery(e);
-      const results = await engineCall(() => e.searchImages(textQuery(e, body, ""), body.k));
-      return c.json({ results });
-    },
-  );
-
-  app.post(
-    "/v1/search/captions",
-    describeRoute({ summary: "Image → text search over the gallery captions", tags: ["search"], responses: ok(responseSchemas.results) }),
-    validator("json", schemas.searchCaptions, failOnIssues),
-    async (c) => {
-      const body = c.req.valid("json");
-      const e = await engine.get();
-      requireGallery(e);
-      const results = await engineCall(() => e.searchCaptions(imageQuery(e, body, ""), body.k));
-      return c.json({ results });
-    },
-  );
+  // The two searches: validate, require a gallery, check the query against the model, search.
+  const search = <S extends v.GenericSchema<unknown, { k: number }>>(path: string, summary: string, schema: S, run: (e: RetrievalEngine, body: v.InferOutput<S>) => Promise<Hit[]>) =>
+    app.post(
+      path,
+      describeRoute({ summary, tags: ["search"], responses: ok(responseSchemas.results) }),
+      validator("json", schema, failOnIssues),
+      async (c) => {
+        const body = c.req.valid("json") as v.InferOutput<S>;
+        const e = await engine.get();
+        requireGallery(e);
+        const results = await engineCall(() => run(e, body));
+        return c.json({ results });
+      },
+    );
+  search("/v1/search/images", "Text → image search over the gallery", schemas.searchImages, (e, body) => e.searchImages(textQuery(e, body, ""), body.k));
+  search("/v1/search/captions", "Image → text search over the gallery captions", schemas.searchCaptions, (e, body) => e.searchCaptions(imageQuery(e, body, ""), body.k));
 
   app.post(
     "/v1/score",
@@ -177,6 +166,9 @@ function engineSlot(options: EdgeAppOptions, log: (m: string, e: unknown) => voi
 
 function textQuery(e: RetrievalEngine, q: TextQuery, at: string): TextQuery {
   if (q.tokens === undefined) return { text: q.text };
+  if (q.tokens.length > e.maxTokens) {
+    throw badRequest(`${at}tokens: ${q.tokens.length} ids; the model takes at most ${e.maxTokens}`);
+  }
   const bad = q.tokens.findIndex((t) => t >= e.vocabSize);
   if (bad >= 0) {
     throw badRequest(`${at}tokens[${bad}]: ${q.tokens[bad]} is not in [0, ${e.vocabSize}), the model's vocabulary`);

@@ -6,7 +6,7 @@ import { parseArgs } from "node:util";
 import { stat } from "node:fs/promises";
 import { createApp } from "./app.ts";
 import { fileAssets, tfjsWasmBytes } from "./adapters/bun.ts";
-import { loadEngine } from "./engine-loader.ts";
+import { loadPc2Engine } from "../shared/retrieval/pc2-engine.ts";
 import { initWasmBackend } from "./tfjs-wasm.ts";
 import { loadNativeBmm } from "../native/load.ts";
 
@@ -60,7 +60,7 @@ async function main(): Promise<void> {
   await initWasmBackend({ bytes: await tfjsWasmBytes(), bmm: loadNativeBmm() });
   let engine;
   try {
-    engine = await loadEngine(fileAssets(cli.model));
+    engine = await loadPc2Engine(fileAssets(cli.model));
   } catch (error) {
     throw new CliError(`cannot load the model in ${cli.model}: ${(error as Error).message}`, false);
   }

@@ -5,6 +5,7 @@
  * are checked in app.ts once the engine is known.
  */
 import * as v from "valibot";
+import { EvalResultSchema, HitSchema, MAX_QUERY_TOKENS, ModelInfoSchema } from "../shared/retrieval/engine.ts";
 
 export interface EdgeLimits {
   /** Largest request body, bytes. */
@@ -15,7 +16,7 @@ export interface EdgeLimits {
   defaultK: number;
   /** Longest query text, UTF-16 code units. */
   maxTextLength: number;
-  /** Longest token list. */
+  /** Longest token list (a loaded engine may take fewer; the app checks its `maxTokens` too). */
   maxTokens: number;
   /** Most pairs in one /v1/score request. */
   maxPairs: number;
@@ -34,7 +35,7 @@ export const DEFAULT_EDGE_LIMITS: EdgeLimits = {
   maxK: 100,
   defaultK: 10,
   maxTextLength: 1000,
-  maxTokens: 512,
+  maxTokens: MAX_QUERY_TOKENS,
   maxPairs: 256,
   maxRegions: 256,
   maxImgDim: 4096,
@@ -148,26 +149,21 @@ export type RequestSchemas = ReturnType<typeof requestSchemas>;
 
 // Responses: documentation only (the app builds them, so they are not parsed).
 
-const metrics = v.object({ r1: v.number(), r5: v.number(), r10: v.number(), medr: v.number(), meanr: v.number() });
+/** What /health says of the model: never asked for yet, being loaded, ready, or the last load failed. */
+export const ENGINE_STATES = ["idle", "loading", "loaded", "failed"] as const;
+export type EngineState = (typeof ENGINE_STATES)[number];
 
 export const responseSchemas = {
   error: v.object({ error: v.object({ status: v.number(), message: v.string() }) }),
-  health: v.object({ status: v.literal("ok"), engine: v.picklist(["loaded", "loading", "idle", "failed"]) }),
+  health: v.object({ status: v.literal("ok"), engine: v.picklist(ENGINE_STATES) }),
   model: v.object({
-    config: v.record(v.string(), v.unknown()),
-    dtype: v.string(),
-    sha256: v.string(),
-    nets: v.array(v.string()),
-    gallery: v.nullable(v.object({ images: v.number(), captions: v.number(), perCaptions: v.number() })),
+    ...ModelInfoSchema.entries,
     imgDim: v.number(),
     regions: v.number(),
     vocabSize: v.number(),
+    maxTokens: v.number(),
   }),
-  results: v.object({
-    results: v.array(
-      v.object({ index: v.number(), score: v.number(), caption: v.optional(v.string()), image: v.optional(v.number()) }),
-    ),
-  }),
+  results: v.object({ results: v.array(HitSchema) }),
   scores: v.object({ scores: v.array(v.number()) }),
-  evaluate: v.object({ i2t: metrics, t2i: metrics, rsum: v.number(), images: v.number(), captions: v.number() }),
+  evaluate: EvalResultSchema,
 };

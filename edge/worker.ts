@@ -9,9 +9,9 @@ import type { ExecutionContext, Hono } from "hono";
 import wasmModule from "@tensorflow/tfjs-backend-wasm/dist/tfjs-backend-wasm-simd.wasm";
 import bmmModule from "../native/bmm.wasm";
 import { createApp, type EdgeAppOptions } from "./app.ts";
-import { bucketAssets, workersAssets, type AssetSource, type AssetsBinding, type BucketBinding } from "./assets.ts";
-import type { EngineLoader } from "./engine.ts";
-import { loadEngine } from "./engine-loader.ts";
+import { bucketAssets, workersAssets, type AssetSource, type AssetsBinding, type BucketBinding } from "../shared/retrieval/assets.ts";
+import type { EngineLoader } from "../shared/retrieval/engine.ts";
+import { loadPc2Engine } from "../shared/retrieval/pc2-engine.ts";
 import { initWasmBackend } from "./tfjs-wasm.ts";
 
 export interface WorkerEnv {
@@ -44,4 +44,4 @@ export function createWorker(loader: EngineLoader, limits?: EdgeAppOptions["limi
   };
 }
 
-export default createWorker(loadEngine);
+export default createWorker(loadPc2Engine);

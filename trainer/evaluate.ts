@@ -3,8 +3,8 @@
  * `evalrank` (test, MS-COCO five folds): encode every image once and every caption once, score
  * all pairs by shards, average the similarity matrices of the nets, then i2t / t2i.
  */
-import { type RecallReport, evaluateRecall, fold5 } from "../shared/eval/metrics";
-import { type EncodedCaptions, type EncodedImages, type ShardOptions, concatCaptions, concatImages, encodeCaptions, encodeImages, similarityMatrix, sliceCaptions, selectImages } from "../shared/model/inference";
+import { type RecallReport, evaluateRecall, fold5, formatRecall } from "../shared/eval/metrics";
+import { type EncodedCaptions, type EncodedImages, type ShardOptions, concatCaptions, concatImages, encodeCaptions, encodeImages, ensembleSimilarity, sliceCaptions, selectImages } from "../shared/model/inference";
 import type { ParamStore } from "../shared/model/params";
 import type { CaptionSplit } from "./data/datasets";
 
@@ -50,20 +50,14 @@ export function padCaptions(caps: readonly Int32Array[]): { tokens: Int32Array; 
   return { tokens, lengths };
 }
 
-/** Similarities [nImages, nCaptions] averaged over the nets (the official `(sims_A + sims_B) / 2`). */
+/** Similarities [nImages, nCaptions] of a split's encodings, optionally of some images and a caption range, averaged over the nets. */
 export function ensembleSims(encoded: EncodedSplit[], nets: ParamStore[], o: Partial<ShardOptions> = {}, images?: ArrayLike<number>, captions?: [number, number]): Float32Array {
-  let acc: Float32Array | null = null;
-  for (let k = 0; k < nets.length; k++) {
-    const enc = encoded[k];
-    const imgs = images ? selectImages(enc.images, images) : enc.images;
-    const caps = captions ? sliceCaptions(enc.captions, captions[0], captions[1]) : enc.captions;
-    const s = similarityMatrix(nets[k], imgs, caps, o);
-    if (!acc) acc = Float32Array.from(s);
-    else for (let i = 0; i < s.length; i++) acc[i] += s[i];
-  }
-  const out = acc!;
-  if (nets.length > 1) for (let i = 0; i < out.length; i++) out[i] /= nets.length;
-  return out;
+  return ensembleSimilarity(
+    nets,
+    (k) => (images ? selectImages(encoded[k].images, images) : encoded[k].images),
+    (k) => (captions ? sliceCaptions(encoded[k].captions, captions[0], captions[1]) : encoded[k].captions),
+    o,
+  );
 }
 
 export interface SplitEvaluation extends RecallReport {
@@ -92,7 +86,7 @@ export function evaluateSplit(nets: ParamStore[], split: CaptionSplit, o: EvalOp
 
 /** The official metric lines of evalrank. */
 export function formatMetricLines(r: RecallReport): string[] {
-  const f = (m: RecallReport["i2t"]) => `${m.r1.toFixed(1)} ${m.r5.toFixed(1)} ${m.r10.toFixed(1)} ${m.medr.toFixed(1)} ${m.meanr.toFixed(1)}`;
+  const f = (m: RecallReport["i2t"]) => formatRecall(m, " ");
   return [
     `rsum: ${r.rsum.toFixed(1)}`,
     `Average i2t Recall: ${((r.i2t.r1 + r.i2t.r5 + r.i2t.r10) / 3).toFixed(1)}`,

@@ -7,6 +7,9 @@
  * and the learning rate of a step accept `null`: the record of a run that went to NaN still parses.
  */
 import * as v from "valibot";
+import { RecallMetricsSchema } from "../shared/eval/metrics";
+
+export type { RecallMetrics } from "../shared/eval/metrics";
 
 const Int = v.pipe(v.number(), v.integer(), v.minValue(0));
 const Count = v.pipe(v.number(), v.integer(), v.minValue(0));
@@ -90,13 +93,6 @@ export const SplitRecordSchema = v.object({
   hist: HistogramSchema,
 });
 
-export const RecallMetricsSchema = v.object({
-  r1: v.number(),
-  r5: v.number(),
-  r10: v.number(),
-  medr: v.number(),
-  meanr: v.number(),
-});
 
 const EpochLabel = v.union([v.literal("warmup"), Int]);
 
@@ -151,7 +147,6 @@ export type StepRecord = v.InferOutput<typeof StepRecordSchema>;
 export type GmmParams = v.InferOutput<typeof GmmParamsSchema>;
 export type Histogram = v.InferOutput<typeof HistogramSchema>;
 export type SplitRecord = v.InferOutput<typeof SplitRecordSchema>;
-export type RecallMetrics = v.InferOutput<typeof RecallMetricsSchema>;
 export type ValidationRecord = v.InferOutput<typeof ValidationRecordSchema>;
 export type TestRecord = v.InferOutput<typeof TestRecordSchema>;
 export type EpochRecord = v.InferOutput<typeof EpochRecordSchema>;

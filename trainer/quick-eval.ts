@@ -1,16 +1,19 @@
 /**
  * The quick eval of CI (`bun run eval --quick`): the committed small model (assets/quick-model,
- * built by scripts/build-quick-model.ts) is loaded through the edge's loader on the wasm backend;
- * the embedded dataset's test split is encoded with it into a gallery, and the edge engine's
- * evaluation path scores it. Fails (exit 1) when rsum is below QUICK_EVAL_FLOOR.
+ * built by scripts/build-quick-model.ts) is read as the exported package it is, on the wasm
+ * backend; the embedded dataset's test split is encoded with it into a gallery, and the retrieval
+ * engine's evaluation path (the one the edge serves) scores it. Fails (exit 1) when rsum is below
+ * QUICK_EVAL_FLOOR.
  */
 import { resolve } from "node:path";
-import { fileAssets } from "../edge/adapters/bun";
-import { Pc2Engine, loadPackage } from "../edge/pc2-engine";
+import { formatRecall } from "../shared/eval/metrics";
+import type { EvalResult } from "../shared/retrieval/engine";
+import { Pc2Engine } from "../shared/retrieval/pc2-engine";
 import { describeBackend, initBackend } from "./backend";
 import { loadSplit, loadVocabulary } from "./data/datasets";
 import { ensureSynthetic } from "./data/synthetic";
 import { buildGallery } from "./export";
+import { readModelDir } from "./models";
 
 export const QUICK_MODEL_DIR = resolve(import.meta.dir, "../assets/quick-model");
 
@@ -20,9 +23,9 @@ export const QUICK_MODEL_DIR = resolve(import.meta.dir, "../assets/quick-model")
  */
 export const QUICK_EVAL_FLOOR = 100;
 
-export async function quickEval(modelDir = QUICK_MODEL_DIR): Promise<{ rsum: number; i2t: unknown; t2i: unknown; images: number; captions: number; backend: string }> {
+export async function quickEval(modelDir = QUICK_MODEL_DIR): Promise<EvalResult & { backend: string }> {
   const backend = await initBackend("wasm");
-  const pkg = await loadPackage(fileAssets(modelDir), modelDir);
+  const pkg = await readModelDir(modelDir);
   const ds = ensureSynthetic(resolve(".cache"), { imgDim: pkg.config.img_dim });
   const { vocab, vocabSize } = loadVocabulary({ vocabPath: ds.vocabPath, dataName: ds.dataName });
   if (vocabSize !== pkg.config.vocab_size) {
@@ -42,8 +45,8 @@ export async function runQuickEval(o: { json: boolean }): Promise<number> {
   else {
     console.log(r.backend);
     console.log(`quick eval: ${r.images} images, ${r.captions} captions of the embedded test split, model ${QUICK_MODEL_DIR}`);
-    console.log(`Image to text: ${fmt(r.i2t)}`);
-    console.log(`Text to image: ${fmt(r.t2i)}`);
+    console.log(`Image to text: ${formatRecall(r.i2t)}`);
+    console.log(`Text to image: ${formatRecall(r.t2i)}`);
     console.log(`rsum: ${r.rsum.toFixed(1)} (floor ${QUICK_EVAL_FLOOR})`);
   }
   if (!(r.rsum >= QUICK_EVAL_FLOOR)) {
@@ -51,9 +54,4 @@ export async function runQuickEval(o: { json: boolean }): Promise<number> {
     return 1;
   }
   return 0;
-}
-
-function fmt(m: unknown): string {
-  const x = m as Record<string, number>;
-  return ["r1", "r5", "r10", "medr", "meanr"].map((k) => x[k].toFixed(1)).join(", ");
 }

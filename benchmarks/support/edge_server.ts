@@ -16,8 +16,8 @@
  */
 import { parseArgs } from "node:util";
 import { createApp } from "../../edge/app.ts";
-import { memoryAssets } from "../../edge/assets.ts";
-import { loadPc2Engine } from "../../edge/pc2-engine.ts";
+import { memoryAssets } from "../../shared/retrieval/assets.ts";
+import { loadPc2Engine } from "../../shared/retrieval/pc2-engine.ts";
 import { Vocabulary } from "../../shared/formats/vocab";
 import { REGIONS, sgrafConfig, type SgrafConfig } from "../../shared/model/config";
 import type { EncodedCaptions, EncodedImages } from "../../shared/model/inference";

@@ -3,7 +3,7 @@
  * from node_modules. Nothing else of the app depends on Bun.
  */
 import { resolve, sep } from "node:path";
-import { assetPath, type AssetSource } from "../assets.ts";
+import { assetPath, type AssetSource } from "../../shared/retrieval/assets.ts";
 
 /** Files under `dir`; a missing file is null, any other read error throws. */
 export function fileAssets(dir: string): AssetSource {

@@ -17,18 +17,21 @@
  * Ranks are counted, not sorted: the position of item j in the descending order is the number of
  * items that come before it, so one pass over a row gives every rank needed (O(rows x cols)).
  */
+import * as v from "valibot";
+
 
 /** A row-major similarity matrix: rows images, columns captions. */
 export type SimMatrix = Float64Array | Float32Array | ArrayLike<number>;
 
 /** The five numbers the official i2t/t2i print: recalls in percent, median and mean rank (1-based). */
-export interface RecallMetrics {
-  r1: number;
-  r5: number;
-  r10: number;
-  medr: number;
-  meanr: number;
-}
+export const RecallMetricsSchema = v.object({
+  r1: v.number(),
+  r5: v.number(),
+  r10: v.number(),
+  medr: v.number(),
+  meanr: v.number(),
+});
+export type RecallMetrics = v.InferOutput<typeof RecallMetricsSchema>;
 
 export interface RetrievalResult extends RecallMetrics {
   /** 0-based rank of the first ground-truth item, one per query. */
@@ -37,11 +40,16 @@ export interface RetrievalResult extends RecallMetrics {
   top1: Int32Array;
 }
 
-/** What `evaluateRecall` returns; the shape of the metrics JSON the trainer writes. */
-export interface RecallReport {
-  i2t: RecallMetrics;
-  t2i: RecallMetrics;
-  rsum: number;
+/** What `evaluateRecall` returns; the shape of the metrics JSON the trainer writes and the edge answers. */
+export const RecallReportSchema = v.object({ i2t: RecallMetricsSchema, t2i: RecallMetricsSchema, rsum: v.number() });
+export type RecallReport = v.InferOutput<typeof RecallReportSchema>;
+
+/**
+ * The five numbers as the official code prints them, one decimal each: `validate` separates them
+ * with ", ", `evalrank` with " ".
+ */
+export function formatRecall(m: RecallMetrics, separator = ", "): string {
+  return [m.r1, m.r5, m.r10, m.medr, m.meanr].map((x) => x.toFixed(1)).join(separator);
 }
 
 /**

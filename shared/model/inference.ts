@@ -170,6 +170,21 @@ export function similarityMatrix(p: ParamStore, imgs: EncodedImages, caps: Encod
   return out;
 }
 
+/**
+ * Similarities averaged over the nets (the official `(sims_A + sims_B) / 2`): net k scores
+ * `images(k)` against `captions(k)`, its own encodings of the same items.
+ */
+export function ensembleSimilarity(nets: readonly ParamStore[], images: (k: number) => EncodedImages, captions: (k: number) => EncodedCaptions, options: Partial<ShardOptions> = {}): Float32Array {
+  if (nets.length === 0) throw new RangeError("ensembleSimilarity: no nets");
+  const out = similarityMatrix(nets[0], images(0), captions(0), options);
+  for (let k = 1; k < nets.length; k++) {
+    const s = similarityMatrix(nets[k], images(k), captions(k), options);
+    for (let i = 0; i < s.length; i++) out[i] += s[i];
+  }
+  if (nets.length > 1) for (let i = 0; i < out.length; i++) out[i] /= nets.length;
+  return out;
+}
+
 /** Zero-padded tensors of captions [c0, c1) (the caller disposes them). */
 function captionTensors(caps: EncodedCaptions, c0: number, c1: number): CaptionSide {
   const E = caps.embed;

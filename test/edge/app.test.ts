@@ -6,7 +6,7 @@
 import { describe, expect, test } from "bun:test";
 import type { Hono } from "hono";
 import { createApp, type EdgeAppOptions } from "../../edge/app.ts";
-import { EngineInputError, type RetrievalEngine } from "../../edge/engine.ts";
+import { EngineInputError, MAX_QUERY_TOKENS, type RetrievalEngine } from "../../shared/retrieval/engine.ts";
 import { DEFAULT_EDGE_LIMITS } from "../../edge/schemas.ts";
 import { FakeEngine } from "./fake-engine.ts";
 
@@ -49,7 +49,7 @@ describe("happy paths", () => {
     const engine = new FakeEngine();
     const res = await appWith(engine).app.request("/v1/model");
     expect(res.status).toBe(200);
-    expect(await res.json()).toEqual({ ...engine.info(), imgDim: 4, regions: 3, vocabSize: 50 });
+    expect(await res.json()).toEqual({ ...engine.info(), imgDim: 4, regions: 3, vocabSize: 50, maxTokens: 40 });
   });
 
   test("POST /v1/search/images by text, default k", async () => {
@@ -158,7 +158,10 @@ const HOSTILE: Row[] = [
   ["string token", "/v1/search/images", { tokens: ["1"] }, 400, "tokens[0]"],
   ["nested token", "/v1/search/images", { tokens: [[1]] }, 400, "tokens[0]"],
   ["tokens object", "/v1/search/images", { tokens: { 0: 1 } }, 400, "tokens"],
-  ["too many tokens", "/v1/search/images", { tokens: many(513, 1) }, 400, "tokens"],
+  ["too many tokens for the schema", "/v1/search/images", { tokens: many(MAX_QUERY_TOKENS + 1, 1) }, 400, "tokens"],
+  // within the schema's cap, beyond the fake model's maxTokens (40): the app checks the engine's limit
+  ["too many tokens for the model", "/v1/search/images", { tokens: many(41, 1) }, 400, "tokens: 41 ids; the model takes at most 40"],
+  ["too many tokens for the model in a pair", "/v1/score", { pairs: [{ image: 0, tokens: many(100, 1) }] }, 400, "pairs[0].tokens: 100 ids; the model takes at most 40"],
   ["100k tokens", "/v1/search/images", { tokens: many(100_000, 1) }, 400, "tokens"],
   // k
   ["k = 0", "/v1/search/images", { text: "a", k: 0 }, 400, "k"],
@@ -478,7 +481,7 @@ describe("/openapi.json", () => {
     const images = d.paths["/v1/search/images"].post.requestBody.content["application/json"].schema;
     expect(images.properties.k).toMatchObject({ type: "integer", minimum: 1, maximum: 100, default: 10 });
     expect(images.properties.text).toMatchObject({ type: "string", minLength: 1, maxLength: 1000 });
-    expect(images.properties.tokens).toMatchObject({ type: "array", items: { type: "integer", minimum: 0 }, maxItems: 512 });
+    expect(images.properties.tokens).toMatchObject({ type: "array", items: { type: "integer", minimum: 0 }, maxItems: MAX_QUERY_TOKENS });
     const captions = d.paths["/v1/search/captions"].post.requestBody.content["application/json"].schema;
     expect(captions.properties.features).toMatchObject({ type: "array", items: { type: "array", items: { type: "number" } } });
     const score = d.paths["/v1/score"].post.requestBody.content["application/json"].schema;

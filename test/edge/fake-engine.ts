@@ -2,7 +2,7 @@
  * Test double: a deterministic RetrievalEngine with no model behind it. Scores are simple
  * functions of the query so tests can predict them; every call is recorded.
  */
-import type { EvalResult, Hit, ImageQuery, ModelInfo, RetrievalEngine, TextQuery } from "../../edge/engine.ts";
+import type { EvalResult, Hit, ImageQuery, ModelInfo, RetrievalEngine, TextQuery } from "../../shared/retrieval/engine.ts";
 
 export interface FakeEngineOptions {
   images?: number;
@@ -11,6 +11,7 @@ export interface FakeEngineOptions {
   regions?: number;
   imgDim?: number;
   vocabSize?: number;
+  maxTokens?: number;
   /** Resolves each call after this many macrotask turns (exercises interleaving). */
   yieldTurns?: number;
 }
@@ -19,6 +20,7 @@ export class FakeEngine implements RetrievalEngine {
   readonly imgDim: number;
   readonly regions: number;
   readonly vocabSize: number;
+  readonly maxTokens: number;
   readonly images: number;
   readonly perCaptions: number;
   readonly withGallery: boolean;
@@ -32,6 +34,7 @@ export class FakeEngine implements RetrievalEngine {
     this.regions = o.regions ?? 3;
     this.imgDim = o.imgDim ?? 4;
     this.vocabSize = o.vocabSize ?? 50;
+    this.maxTokens = o.maxTokens ?? 40;
     this.yieldTurns = o.yieldTurns ?? 0;
   }
 

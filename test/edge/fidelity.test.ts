@@ -8,7 +8,7 @@
 import { beforeAll, describe, expect, test } from "bun:test";
 import { resolve } from "node:path";
 import { fileAssets } from "../../edge/adapters/bun";
-import { Pc2Engine, loadPackage } from "../../edge/pc2-engine";
+import { Pc2Engine, loadPackage } from "../../shared/retrieval/pc2-engine";
 import { type Gallery, KEEP_FLOAT32_BELOW, type ModelPackage, MODEL_JSON, decodeModelPackage, encodeModelPackage } from "../../shared/model/package";
 import { similarityMatrix } from "../../shared/model/inference";
 import { initBackend } from "../../trainer/backend";

@@ -6,7 +6,7 @@
  */
 import * as tf from "@tensorflow/tfjs-core";
 import { createWorker } from "../../../edge/worker.ts";
-import type { EngineLoader, RetrievalEngine } from "../../../edge/engine.ts";
+import type { EngineLoader, RetrievalEngine } from "../../../shared/retrieval/engine.ts";
 
 /**
  * The asset the probe reads: `{ "weights": number[imgDim] }`. Not exported: workerd takes every
@@ -26,6 +26,7 @@ const probeLoader: EngineLoader = async (assets) => {
     imgDim,
     regions,
     vocabSize: 100,
+    maxTokens: 16,
     info: () => ({
       config: { probe: true, backend: tf.getBackend() },
       dtype: "float32",

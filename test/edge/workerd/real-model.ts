@@ -13,7 +13,7 @@
 import { join } from "node:path";
 import { fileAssets, tfjsWasmBytes } from "../../../edge/adapters/bun.ts";
 import { createApp } from "../../../edge/app.ts";
-import { loadEngine } from "../../../edge/engine-loader.ts";
+import { loadPc2Engine as loadEngine } from "../../../shared/retrieval/pc2-engine.ts";
 import { initWasmBackend } from "../../../edge/tfjs-wasm.ts";
 import { Vocabulary } from "../../../shared/formats/vocab";
 import { REGIONS, sgrafConfig } from "../../../shared/model/config";

@@ -1,5 +1,5 @@
 import { describe, expect, test } from "bun:test";
-import { assetPath, bucketAssets, fetchAssets, memoryAssets, workersAssets, type AssetSource } from "../../edge/assets.ts";
+import { assetPath, bucketAssets, fetchAssets, memoryAssets, workersAssets, type AssetSource } from "../../../shared/retrieval/assets.ts";
 
 const bytes = (s: string) => new TextEncoder().encode(s);
 const text = (b: Uint8Array | null) => (b === null ? null : new TextDecoder().decode(b));

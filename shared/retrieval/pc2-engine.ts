@@ -4,22 +4,20 @@
  * model's vocabulary (NLTK word_tokenize of the lower-cased text, as the official vocabularies);
  * scores of the two nets are averaged, as the official evaluation does.
  */
-import { evaluateRecall } from "../shared/eval/metrics";
-import { Vocabulary } from "../shared/formats/vocab";
-import { REGIONS } from "../shared/model/config";
-import { type EncodedCaptions, type EncodedImages, encodeCaptions, encodeImages, selectImages, similarityMatrix, sliceCaptions } from "../shared/model/inference";
-import { type ModelPackage, decodeModelPackage, MODEL_JSON } from "../shared/model/package";
-import { tokenizeCaption } from "../shared/text/tokenize";
+import { evaluateRecall } from "../eval/metrics";
+import { Vocabulary } from "../formats/vocab";
+import { REGIONS } from "../model/config";
+import { type EncodedCaptions, type EncodedImages, encodeCaptions, encodeImages, ensembleSimilarity, selectImages, sliceCaptions } from "../model/inference";
+import { type ModelPackage, decodeModelPackage, MODEL_JSON } from "../model/package";
+import { tokenizeCaption } from "../text/tokenize";
 import type { AssetSource } from "./assets.ts";
-import { EngineInputError, type EngineLoader, type EvalResult, type Hit, type ImageQuery, type ModelInfo, type RetrievalEngine, type TextQuery } from "./engine.ts";
-
-/** Longest caption accepted, in tokens (the official captions are far shorter). */
-const MAX_TOKENS = 128;
+import { EngineInputError, MAX_QUERY_TOKENS, type EngineLoader, type EvalResult, type Hit, type ImageQuery, type ModelInfo, type RetrievalEngine, type TextQuery } from "./engine.ts";
 
 export class Pc2Engine implements RetrievalEngine {
   readonly imgDim: number;
   readonly regions = REGIONS;
   readonly vocabSize: number;
+  readonly maxTokens = MAX_QUERY_TOKENS;
   private readonly vocab: Vocabulary | null;
 
   constructor(readonly pkg: ModelPackage) {
@@ -41,36 +39,25 @@ export class Pc2Engine implements RetrievalEngine {
 
   /** Token ids of a query: `<start>` words `<end>`, as the official data.py builds captions. */
   tokens(q: TextQuery): Int32Array {
-    let ids: number[];
-    if (q.tokens) ids = q.tokens;
-    else {
-      if (!this.vocab) throw new EngineInputError("this model takes token ids (its captions were tokenized outside the project); send `tokens`");
-      const words = tokenizeCaption(q.text ?? "");
-      if (!words.length) throw new EngineInputError("text: tokenizes to no words");
-      ids = [this.vocab.start, ...words.map((w) => this.vocab!.id(w)), this.vocab.end];
-    }
-    if (ids.length > MAX_TOKENS) throw new EngineInputError(`text: ${ids.length} tokens, at most ${MAX_TOKENS}`);
+    if (q.tokens) return Int32Array.from(q.tokens);
+    if (!this.vocab) throw new EngineInputError("this model takes token ids (its captions were tokenized outside the project); send `tokens`");
+    const words = tokenizeCaption(q.text ?? "");
+    if (!words.length) throw new EngineInputError("text: tokenizes to no words");
+    const ids = [this.vocab.start, ...words.map((w) => this.vocab!.id(w)), this.vocab.end];
+    // Only the engine knows how many tokens a text makes; ids sent as `tokens` are checked by the caller.
+    if (ids.length > this.maxTokens) throw new EngineInputError(`text: tokenizes to ${ids.length} tokens, at most ${this.maxTokens}`);
     return Int32Array.from(ids);
   }
 
   private gallery() {
     const g = this.pkg.gallery;
-    if (!g) throw new EngineInputError("this model has no gallery");
+    if (!g) throw new Error("Pc2Engine: this model has no gallery (the caller checks info().gallery first)");
     return g;
   }
 
   /** Averaged similarity of the nets between images and captions given per net. */
   private sims(images: (k: number) => EncodedImages, captions: (k: number) => EncodedCaptions): Float32Array {
-    let acc: Float32Array | null = null;
-    this.pkg.nets.forEach((p, k) => {
-      const s = similarityMatrix(p, images(k), captions(k));
-      if (!acc) acc = s;
-      else for (let i = 0; i < s.length; i++) acc[i] += s[i];
-    });
-    const out = acc as unknown as Float32Array;
-    const n = this.pkg.nets.length;
-    if (n > 1) for (let i = 0; i < out.length; i++) out[i] /= n;
-    return out;
+    return ensembleSimilarity(this.pkg.nets, images, captions);
   }
 
   private encodeQueryCaption(k: number, tokens: Int32Array): EncodedCaptions {

@@ -1,0 +1,88 @@
+/**
+ * The seam between a front end (the edge's HTTP app, the quick eval) and the model: the caller
+ * validates requests against the engine's limits, then calls one of these verbs. An engine holds a
+ * trained PC2 model (SGRAF nets) and, optionally, a gallery of precomputed image features and
+ * captions to search.
+ *
+ * The records that cross this seam and leave through the API (model info, hits, evaluation) are
+ * valibot schemas, their types inferred from them: the edge documents its responses with the same
+ * definitions.
+ */
+import * as v from "valibot";
+import { RecallReportSchema } from "../eval/metrics";
+import type { AssetSource } from "./assets.ts";
+
+/**
+ * Longest caption an engine takes, in token ids (`<start>` and `<end>` included); the official
+ * captions are far shorter. The edge's schema caps `tokens` at this length by default.
+ */
+export const MAX_QUERY_TOKENS = 128;
+
+export const GalleryInfoSchema = v.object({ images: v.number(), captions: v.number(), perCaptions: v.number() });
+export type GalleryInfo = v.InferOutput<typeof GalleryInfoSchema>;
+
+export const ModelInfoSchema = v.object({
+  config: v.record(v.string(), v.unknown()),
+  dtype: v.string(),
+  sha256: v.string(),
+  nets: v.array(v.string()),
+  gallery: v.nullable(GalleryInfoSchema),
+});
+export type ModelInfo = v.InferOutput<typeof ModelInfoSchema>;
+
+/** One search result; `index` is the gallery image (text→image) or caption (image→text) index. */
+export const HitSchema = v.object({ index: v.number(), score: v.number(), caption: v.optional(v.string()), image: v.optional(v.number()) });
+export type Hit = v.InferOutput<typeof HitSchema>;
+
+/** Official i2t/t2i recall over the first `images` gallery images and their captions. */
+export const EvalResultSchema = v.object({ ...RecallReportSchema.entries, images: v.number(), captions: v.number() });
+export type EvalResult = v.InferOutput<typeof EvalResultSchema>;
+
+/** Text side of a query: raw text (the engine tokenizes) or vocabulary ids in [0, vocabSize). */
+export interface TextQuery {
+  text?: string;
+  tokens?: number[];
+}
+
+/**
+ * Image side of a query: a gallery image index, or region features, row-major
+ * (regions × imgDim, `regions * imgDim` values).
+ */
+export interface ImageQuery {
+  image?: number;
+  features?: Float32Array;
+}
+
+/**
+ * What a front end needs from a model. The caller guarantees that exactly one side of each query
+ * is set, that token lists are at most `maxTokens` long with ids in [0, vocabSize), that features
+ * have the engine's shape and are finite, that a gallery exists where one is used, that gallery
+ * indices exist and that k ≥ 1.
+ */
+export interface RetrievalEngine {
+  info(): ModelInfo;
+  imgDim: number;
+  regions: number;
+  vocabSize: number;
+  /** Longest token list a query may have (ids, `<start>`/`<end>` included). */
+  maxTokens: number;
+  /** text→image over the gallery. */
+  searchImages(q: TextQuery, k: number): Promise<Hit[]>;
+  /** image→text over the gallery captions. */
+  searchCaptions(q: ImageQuery, k: number): Promise<Hit[]>;
+  score(pairs: Array<ImageQuery & TextQuery>): Promise<number[]>;
+  /** Official i2t/t2i over the first `limit` gallery images (all when absent). */
+  evaluate(limit?: number): Promise<EvalResult>;
+}
+
+/** Turns the model's files into an engine; the runtime adapters supply the AssetSource. */
+export type EngineLoader = (assets: AssetSource) => Promise<RetrievalEngine>;
+
+/**
+ * Thrown by an engine for a request it cannot serve because of the request itself, found only
+ * once the engine has looked at it (text that tokenizes to nothing, or to too many tokens); the
+ * edge answers 400 with this message instead of 500.
+ */
+export class EngineInputError extends Error {
+  override name = "EngineInputError";
+}
