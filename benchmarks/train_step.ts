@@ -10,7 +10,7 @@ import * as tf from "../shared/model/tf";
 import { sgrafConfig, type SgrafConfig, REGIONS } from "../shared/model/config";
 import { ParamStore } from "../shared/model/params";
 import { Adam } from "../shared/model/optim";
-import { type Batch, trainStep, unlabeledStep } from "../shared/model/steps";
+import { type ModelBatch, trainStep, unlabeledStep } from "../shared/model/steps";
 import { Random } from "../shared/random";
 import { median } from "./support/stats";
 
@@ -18,7 +18,7 @@ const { values } = parseArgs({ options: { backend: { type: "string", default: "w
 const info = await initBackend(values.backend as BackendChoice);
 console.log(`backend ${info.name}`);
 
-function randomBatch(rng: Random, cfg: SgrafConfig, B: number, meanLen: number): Batch {
+function randomBatch(rng: Random, cfg: SgrafConfig, B: number, meanLen: number): ModelBatch {
   const lengths = Int32Array.from({ length: B }, () => Math.max(3, Math.round(meanLen + 3 * rng.normal())));
   const T = Math.max(...lengths);
   const captions = new Int32Array(B * T);

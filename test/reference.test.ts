@@ -30,7 +30,7 @@ import * as tf from "../shared/model/tf";
 import { sgrafConfig } from "../shared/model/config";
 import { ParamStore } from "../shared/model/params";
 import { EVAL, captionSide, imageSide, projectionHead, similarity } from "../shared/model/sgraf";
-import { type Batch, forwardEmb, headTextInput, trainStep, unlabeledStep } from "../shared/model/steps";
+import { type ModelBatch, forwardEmb, headTextInput, trainStep, unlabeledStep } from "../shared/model/steps";
 import { Adam } from "../shared/model/optim";
 import { contrastiveLoss, entropy, nonContrastiveHard, nonContrastiveSoft, type SoftMargin } from "../shared/model/losses";
 import { Random } from "../shared/random";
@@ -102,7 +102,7 @@ function expectForward(name: string, actual: ArrayLike<number>, expected: ArrayL
 /** Largest relative error seen per case group, printed at the end for the closing note. */
 const largest = { forward: 0, grad: 0, after: 0, posterior: 0 };
 
-function batchOf(c: Case, prefix = "input."): Batch {
+function batchOf(c: Case, prefix = "input."): ModelBatch {
   return { images: f32(t(c, `${prefix}images`)), captions: i32(t(c, `${prefix}captions`)), lengths: i32(t(c, `${prefix}lengths`)) };
 }
 

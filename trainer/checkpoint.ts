@@ -5,8 +5,12 @@
  *   model_A.<official name>, model_B.<official name>      parameters and batch-norm buffers
  *   optimizer_A.<name>.exp_avg | .exp_avg_sq | .step       Adam state (absent before the first step)
  *   bank_A.probs [N, proj_dim], bank_A.has [N] (uint8)     PO banks: softmax(img_logits) per caption
+ *   split_A.prob, .prob_ctt [N], split_A.clean, .clean_ctt [N] (uint8)
+ *                                                          the split of the co-training epoch in
+ *                                                          progress (absent between epochs)
  * Metadata (`__metadata__`, strings)
- *   format "pc2-tfjs-checkpoint", version "1", state (JSON: epoch, config, best rsum, RNG states, …),
+ *   format "pc2-tfjs-checkpoint", version "2", state (JSON, `RunStateSchema`: the schedule cursor,
+ *   the model RNG, the best validation, the configuration, the learning rates),
  *   sha256 of the state and the data section (a flipped byte is refused, not trained on).
  *
  * The `model_A.`/`model_B.` prefixes are those of the official checkpoint's `model_A`/`model_B`
@@ -17,14 +21,15 @@ import { createHash } from "node:crypto";
 import { closeSync, fsyncSync, openSync, readFileSync, renameSync, writeSync } from "node:fs";
 import { FormatError, type NdArray } from "../shared/formats/ndarray";
 import { type TensorToWrite, readSafetensors, writeSafetensors } from "../shared/formats/safetensors";
-import type { SgrafConfig } from "../shared/model/config";
+import * as v from "valibot";
+import { type SgrafConfig, SgrafConfigSchema } from "../shared/model/config";
 import { Adam } from "../shared/model/optim";
 import { ParamStore } from "../shared/model/params";
 import type { Net } from "../shared/model/steps";
-import type { RandomState } from "../shared/random";
+import { SplitEvaluationSchema } from "./evaluate";
 
 export const CHECKPOINT_FORMAT = "pc2-tfjs-checkpoint";
-export const CHECKPOINT_VERSION = "1";
+export const CHECKPOINT_VERSION = "2";
 
 /** Per-caption pseudo-classification outputs stored by warmup and unlabeled steps (the official distri_bank). */
 export interface PoBank {
@@ -39,28 +44,64 @@ export function emptyBank(n: number, classes: number): PoBank {
   return { probs: new Float32Array(n * classes), has: new Uint8Array(n), classes };
 }
 
-/** What lasts between epochs besides the nets and the banks. */
-export interface RunState {
-  /** "warmup": warmup epochs done = `warmupDone`; "cotrain": co-training epoch `epoch` finished. */
-  stage: "warmup" | "cotrain";
-  warmupDone: number;
-  /** Last finished co-training epoch (-1 before the first). */
-  epoch: number;
-  bestRsum: number;
-  bestEpoch: number | null;
+const Int = v.pipe(v.number(), v.integer(), v.minValue(0));
+const Word = v.pipe(v.number(), v.integer(), v.minValue(0), v.maxValue(2 ** 32 - 1));
+const RandomStateSchema = v.object({ algorithm: v.literal("xoshiro128**"), s: v.tuple([Word, Word, Word, Word]) });
+
+/**
+ * Where the schedule stands: the stage, its epoch, the part of the epoch (warmup A, warmup B; or
+ * split, train A, train B), the steps of that part already done, and the data-order RNG at the
+ * part's start (a resumed part redraws its order from it and skips the steps done).
+ */
+export const CursorSchema = v.object({
+  stage: v.picklist(["warmup", "cotrain", "done"]),
+  epoch: Int,
+  part: Int,
+  step: Int,
+  dataRng: RandomStateSchema,
+});
+export type Cursor = v.InferOutput<typeof CursorSchema>;
+
+/** What lasts between steps besides the tensors: exactly what a run needs to continue. */
+export const RunStateSchema = v.object({
+  cursor: CursorSchema,
+  /** The model RNG (initialisation, dropout) after the last step. */
+  modelRng: RandomStateSchema,
+  bestRsum: v.number(),
+  bestEpoch: v.nullable(Int),
   /** Test result at the best validation so far (as results.json). */
-  bestTest: unknown;
-  rng: { data: RandomState; model: RandomState };
+  bestTest: v.nullable(SplitEvaluationSchema),
   /** The resolved configuration of the run (config.json). */
-  config: Record<string, unknown>;
-  model: SgrafConfig;
+  config: v.record(v.string(), v.unknown()),
+  model: SgrafConfigSchema,
+  /** Each net's learning rate at the step. */
+  lr: v.object({ A: v.number(), B: v.number() }),
+});
+export type RunState = v.InferOutput<typeof RunStateSchema>;
+
+/** One net's split of the training captions (the official prob / pred / prob_ctt / pred_ctt). */
+export interface NetSplit {
+  prob: Float32Array;
+  clean: Uint8Array;
+  probCtt: Float32Array;
+  cleanCtt: Uint8Array;
 }
 
 export interface Checkpoint {
-  state: RunState;
+  /** The state; `lr` is taken from the nets' optimizers when the checkpoint is written. */
+  state: Omit<RunState, "lr">;
   nets: { A: Net; B: Net };
   banks: { A: PoBank; B: PoBank };
+  /** The split of the co-training epoch in progress, needed to resume inside train A / train B. */
+  split: { A: NetSplit; B: NetSplit } | null;
 }
+
+const SPLIT_TENSORS = [
+  ["prob", "prob", "float32"],
+  ["clean", "clean", "uint8"],
+  ["probCtt", "prob_ctt", "float32"],
+  ["cleanCtt", "clean_ctt", "uint8"],
+] as const;
 
 /** Serialises a checkpoint to bytes (exported for tests). */
 export async function encodeCheckpoint(c: Checkpoint): Promise<Uint8Array> {
@@ -71,8 +112,10 @@ export async function encodeCheckpoint(c: Checkpoint): Promise<Uint8Array> {
     const bank = c.banks[k];
     tensors.push([`bank_${k}.probs`, { dtype: "float32", shape: [bank.has.length, bank.classes], data: bank.probs }]);
     tensors.push([`bank_${k}.has`, { dtype: "uint8", shape: [bank.has.length], data: bank.has }]);
+    if (c.split) for (const [field, name, dtype] of SPLIT_TENSORS) tensors.push([`split_${k}.${name}`, { dtype, shape: [c.split[k][field].length], data: c.split[k][field] }]);
   }
-  const state = JSON.stringify({ ...c.state, lr: { A: c.nets.A.optimizer.lr, B: c.nets.B.optimizer.lr } });
+  const stored: RunState = { ...c.state, lr: { A: c.nets.A.optimizer.lr, B: c.nets.B.optimizer.lr } };
+  const state = JSON.stringify(stored);
   // The digest covers the state and the data section; it is written into a same-length placeholder of the header.
   const placeholder = "0".repeat(64);
   const bytes = writeSafetensors(tensors, { format: CHECKPOINT_FORMAT, version: CHECKPOINT_VERSION, state, sha256: placeholder });
@@ -123,7 +166,7 @@ function dataSection(file: Uint8Array): Uint8Array {
 }
 
 /** Reads and verifies a checkpoint file; it is refused with the reason when anything is off. */
-export function readCheckpointFile(path: string): { state: RunState & { lr?: { A: number; B: number } }; arrays: Map<string, NdArray> } {
+export function readCheckpointFile(path: string): { state: RunState; arrays: Map<string, NdArray> } {
   let bytes: Uint8Array;
   try {
     bytes = new Uint8Array(readFileSync(path));
@@ -134,17 +177,29 @@ export function readCheckpointFile(path: string): { state: RunState & { lr?: { A
   if (metadata.format !== CHECKPOINT_FORMAT) throw new FormatError(path, `not a ${CHECKPOINT_FORMAT} file (format ${JSON.stringify(metadata.format)}); official-name safetensors are for bun run eval/export, not --model_path`);
   if (metadata.version !== CHECKPOINT_VERSION) throw new FormatError(path, `checkpoint version ${metadata.version}, this trainer reads ${CHECKPOINT_VERSION}`);
   if (metadata.sha256 !== digestOf(metadata.state ?? "", dataSection(bytes))) throw new FormatError(path, "checksum mismatch: the state or the tensor data is corrupted");
-  let state: RunState;
+  let json: unknown;
   try {
-    state = JSON.parse(metadata.state);
+    json = JSON.parse(metadata.state);
   } catch {
     throw new FormatError(path, "state metadata is not valid JSON");
   }
-  return { state, arrays: tensors };
+  const parsed = v.safeParse(RunStateSchema, json);
+  if (!parsed.success) throw new FormatError(path, `state metadata: ${v.getDotPath(parsed.issues[0]) ?? "(state)"}: ${parsed.issues[0].message}`);
+  return { state: parsed.output, arrays: tensors };
 }
 
-/** Rebuilds the nets, optimizers and banks of a checkpoint for a model configuration. */
-export function restoreCheckpoint(path: string, model: SgrafConfig, options: { optimizers: boolean; learningRate: number }): Checkpoint & { lr?: { A: number; B: number } } {
+function splitOf(arrays: Map<string, NdArray>, k: "A" | "B", n: number, path: string): NetSplit {
+  const out = {} as Record<(typeof SPLIT_TENSORS)[number][0], Float32Array | Uint8Array>;
+  for (const [field, name, dtype] of SPLIT_TENSORS) {
+    const a = arrays.get(`split_${k}.${name}`);
+    if (!a || a.dtype !== dtype || a.shape.length !== 1 || a.shape[0] !== n) throw new FormatError(path, `split_${k}.${name}: missing or not ${dtype} [${n}]`);
+    out[field] = dtype === "float32" ? Float32Array.from(a.data as Float32Array) : Uint8Array.from(a.data as Uint8Array);
+  }
+  return out as unknown as NetSplit;
+}
+
+/** Rebuilds the nets, optimizers, banks and split of a checkpoint for a model configuration. */
+export function restoreCheckpoint(path: string, model: SgrafConfig, options: { optimizers: boolean; learningRate: number }): Checkpoint & { state: RunState } {
   const { state, arrays } = readCheckpointFile(path);
   const mismatch = (Object.keys(model) as (keyof SgrafConfig)[]).filter((k) => state.model[k] !== model[k]);
   if (mismatch.length) {
@@ -152,6 +207,8 @@ export function restoreCheckpoint(path: string, model: SgrafConfig, options: { o
   }
   const nets = {} as { A: Net; B: Net };
   const banks = {} as { A: PoBank; B: PoBank };
+  const hasSplit = arrays.has("split_A.prob");
+  const split = hasSplit ? ({} as { A: NetSplit; B: NetSplit }) : null;
   for (const k of ["A", "B"] as const) {
     const params = ParamStore.fromArrays(model, arrays, path, `model_${k}.`);
     const optimizer = new Adam({ lr: options.learningRate });
@@ -166,6 +223,7 @@ export function restoreCheckpoint(path: string, model: SgrafConfig, options: { o
     const has = arrays.get(`bank_${k}.has`);
     if (!probs || !has) throw new FormatError(path, `missing PO bank ${k}`);
     banks[k] = { probs: Float32Array.from(probs.data as Float32Array), has: Uint8Array.from(has.data as Uint8Array), classes: probs.shape[1] };
+    if (split) split[k] = splitOf(arrays, k, has.shape[0], path);
   }
-  return { state, nets, banks, lr: (state as { lr?: { A: number; B: number } }).lr };
+  return { state, nets, banks, split };
 }

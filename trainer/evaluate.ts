@@ -3,7 +3,8 @@
  * `evalrank` (test, MS-COCO five folds): encode every image once and every caption once, score
  * all pairs by shards, average the similarity matrices of the nets, then i2t / t2i.
  */
-import { type RecallReport, evaluateRecall, fold5, formatRecall } from "../shared/eval/metrics";
+import * as v from "valibot";
+import { type RecallReport, RecallReportSchema, evaluateRecall, fold5, formatRecall } from "../shared/eval/metrics";
 import { type EncodedCaptions, type EncodedImages, type ShardOptions, concatCaptions, concatImages, encodeCaptions, encodeImages, ensembleSimilarity, sliceCaptions, selectImages } from "../shared/model/inference";
 import type { ParamStore } from "../shared/model/params";
 import type { CaptionSplit } from "./data/datasets";
@@ -60,12 +61,14 @@ export function ensembleSims(encoded: EncodedSplit[], nets: ParamStore[], o: Par
   );
 }
 
-export interface SplitEvaluation extends RecallReport {
-  images: number;
-  captions: number;
+export const SplitEvaluationSchema = v.object({
+  ...RecallReportSchema.entries,
+  images: v.number(),
+  captions: v.number(),
   /** MS-COCO five-fold results when requested (the report's i2t/t2i/rsum are then the fold means). */
-  folds?: RecallReport[];
-}
+  folds: v.optional(v.array(RecallReportSchema)),
+});
+export type SplitEvaluation = v.InferOutput<typeof SplitEvaluationSchema>;
 
 /** Recall of one or two nets on a split; `fold5` evaluates five 1K-image folds as evalrank(fold5=True). */
 export function evaluateSplit(nets: ParamStore[], split: CaptionSplit, o: EvalOptions & { fold5?: boolean }): SplitEvaluation {

@@ -13,7 +13,7 @@ import type { ParamStore } from "./params";
 import { EVAL, type ForwardContext, captionSide, encodeImage, encodeText, imageSide, projectionHead, similarity } from "./sgraf";
 
 /** A collated batch: images of the captions' paired images, zero-padded token ids. */
-export interface Batch {
+export interface ModelBatch {
   /** [B, 36, img_dim] row-major. */
   images: Float32Array;
   /** [B, T] row-major, T = max(lengths). */
@@ -21,11 +21,11 @@ export interface Batch {
   lengths: Int32Array;
 }
 
-export function batchSize(b: Batch): number {
+export function batchSize(b: ModelBatch): number {
   return b.lengths.length;
 }
 
-function batchWidth(b: Batch): number {
+function batchWidth(b: ModelBatch): number {
   return b.captions.length / b.lengths.length;
 }
 
@@ -47,7 +47,7 @@ export interface StepOptions {
 }
 
 /** Image and caption embeddings of a batch (`SGRAF.forward_emb`). */
-export function forwardEmb(p: ParamStore, batch: Batch, ctx: ForwardContext): { img: tf.Tensor3D; cap: tf.Tensor3D } {
+export function forwardEmb(p: ParamStore, batch: ModelBatch, ctx: ForwardContext): { img: tf.Tensor3D; cap: tf.Tensor3D } {
   const B = batchSize(batch);
   const T = batchWidth(batch);
   const imgDim = p.config.img_dim;
@@ -169,7 +169,7 @@ export interface MarginLabels {
  * loss = triplet + ce(img_logits, argmax softmax(txt_logits)) − λ_en · H(softmax(img_logits)).
  * `labels` (lb_train) are the refined targets that scale the margin.
  */
-export function trainStep(net: Net, batch: Batch, mode: Mode, o: StepOptions, labels?: MarginLabels, diagnostics = false): StepResult {
+export function trainStep(net: Net, batch: ModelBatch, mode: Mode, o: StepOptions, labels?: MarginLabels, diagnostics = false): StepResult {
   const B = batchSize(batch);
   const r = optimise(
     net,
@@ -215,7 +215,7 @@ export function trainStep(net: Net, batch: Batch, mode: Mode, o: StepOptions, la
  * The label is not detached (as in the official code), so the margin back-propagates into the
  * projection head. loss = hard-negative triplet only.
  */
-export function unlabeledStep(net: Net, unlabeled: Batch, labeled: Batch, o: StepOptions, diagnostics = false): StepResult {
+export function unlabeledStep(net: Net, unlabeled: ModelBatch, labeled: ModelBatch, o: StepOptions, diagnostics = false): StepResult {
   const Bu = batchSize(unlabeled);
   const Bl = batchSize(labeled);
   const fixedL = batchWidth(unlabeled);
@@ -272,7 +272,7 @@ export function unlabeledStep(net: Net, unlabeled: Batch, labeled: Batch, o: Ste
  * `eval_loss`: per-sample loss (mean-negative triplet, fixed margin) and pseudo-classification
  * output of a batch, eval mode, no gradients. The split's inputs.
  */
-export function evalLoss(p: ParamStore, batch: Batch, margin: number): { loss: Float32Array; probs: Float32Array } {
+export function evalLoss(p: ParamStore, batch: ModelBatch, margin: number): { loss: Float32Array; probs: Float32Array } {
   return tf.tidy(() => {
     const { img, cap } = forwardEmb(p, batch, EVAL);
     const probs = softmax(projectionHead(p, img));

@@ -40,17 +40,22 @@ function makeCheckpoint(m: SgrafConfig, captions = 50, seed = 1): Checkpoint {
   for (let i = 0; i < banks.A.probs.length; i++) banks.A.probs[i] = rng.nextFloat();
   for (let i = 0; i < captions; i += 3) banks.A.has[i] = 1;
   const state = {
-    stage: "cotrain" as const,
-    warmupDone: 1,
-    epoch: 0,
+    cursor: { stage: "cotrain" as const, epoch: 1, part: 2, step: 3, dataRng: new Random(7).state() },
+    modelRng: new Random(8).state(),
     bestRsum: 123.4,
     bestEpoch: 0,
     bestTest: null,
-    rng: { data: new Random(7).state(), model: new Random(8).state() },
     config: { data_name: "f30k_precomp", embed_size: m.embed_size },
     model: m,
   };
-  return { state, nets, banks };
+  // The split of the epoch in progress: probabilities and labels per caption, per net.
+  const netSplit = () => ({
+    prob: Float32Array.from({ length: captions }, () => rng.nextFloat()),
+    clean: Uint8Array.from({ length: captions }, (_, i) => i % 2),
+    probCtt: Float32Array.from({ length: captions }, () => rng.nextFloat()),
+    cleanCtt: Uint8Array.from({ length: captions }, (_, i) => (i % 3 === 0 ? 1 : 0)),
+  });
+  return { state, nets, banks, split: { A: netSplit(), B: netSplit() } };
 }
 
 function dispose(c: { nets: { A: { params: ParamStore }; B: { params: ParamStore } } }) {
@@ -99,7 +104,12 @@ describe("checkpoint files", () => {
       expect(Array.from(r.banks[k].has)).toEqual(Array.from(c.banks[k].has));
       expect(r.banks[k].classes).toBe(model.proj_dim);
     }
-    expect(r.lr).toEqual({ A: 0.001, B: 0.0001 });
+    expect(r.state.lr).toEqual({ A: 0.001, B: 0.0001 });
+    expect(r.state.cursor).toEqual(c.state.cursor);
+    expect(r.state.modelRng).toEqual(c.state.modelRng);
+    for (const k of ["A", "B"] as const) {
+      for (const f of ["prob", "clean", "probCtt", "cleanCtt"] as const) expect([k, f, Array.from(r.split![k][f])]).toEqual([k, f, Array.from(c.split![k][f])]);
+    }
     expect(r.state.bestRsum).toBe(123.4);
     expect(r.state.model).toEqual(model);
     dispose(c);

@@ -33,9 +33,9 @@ function expectSameFinalState(dir: string) {
   expect([...diffs.keys()].some((k) => k.startsWith("bank_A."))).toBe(true);
   expect([...diffs.keys()].some((k) => k.startsWith("optimizer_B."))).toBe(true);
   expect({ worst, max: max <= TOLERANCE ? "within" : max }).toEqual({ worst, max: "within" });
-  const a = readCheckpointFile(finalOf(full)).state as unknown as Record<string, unknown>;
-  const b = readCheckpointFile(finalOf(dir)).state as unknown as Record<string, unknown>;
-  for (const k of ["cursor", "bestRsum", "bestEpoch", "bestTest", "modelRngState"]) expect([k, b[k]]).toEqual([k, a[k]]);
+  const a = readCheckpointFile(finalOf(full)).state;
+  const b = readCheckpointFile(finalOf(dir)).state;
+  for (const k of ["cursor", "bestRsum", "bestEpoch", "bestTest", "modelRng", "lr"] as const) expect([k, b[k]]).toEqual([k, a[k]]);
   expect(JSON.parse(readFileSync(join(dir, OUTPUT_FILES.results), "utf8"))).toEqual(JSON.parse(readFileSync(join(full, OUTPUT_FILES.results), "utf8")));
 }
 
@@ -88,7 +88,7 @@ describe("resume equivalence (cpu)", () => {
     expect(error).toBeInstanceOf(TrainingInterrupted);
     const ck = (error as TrainingInterrupted).checkpoint;
     expect(ck).toBe(join(out, OUTPUT_FILES.interrupted));
-    expect((readCheckpointFile(ck).state as unknown as { cursor: unknown }).cursor).toMatchObject({ stage: "warmup", epoch: 0, part: 1, step: 3 });
+    expect(readCheckpointFile(ck).state.cursor).toMatchObject({ stage: "warmup", epoch: 0, part: 1, step: 3 });
 
     const second = recordingHooks({ stopWhen: (phase, tick) => phase.startsWith("train A [1/") && tick === 1 });
     error = null;
@@ -99,7 +99,7 @@ describe("resume equivalence (cpu)", () => {
     }
     expect(error).toBeInstanceOf(TrainingInterrupted);
     expect(second.phases[0]).toMatch(/^warmup B/);
-    expect((readCheckpointFile(ck).state as unknown as { cursor: unknown }).cursor).toMatchObject({ stage: "cotrain", epoch: 1, part: 1, step: 1 });
+    expect(readCheckpointFile(ck).state.cursor).toMatchObject({ stage: "cotrain", epoch: 1, part: 1, step: 1 });
 
     const third = recordingHooks();
     await train(tinyConfig(ds, out, { resume: true, model_path: ck }), third);

@@ -162,7 +162,7 @@ for (const moduleName of ["SGR", "SAF"] as const) {
       const best = byType(records, "validation").some((v) => v.best);
       expect(files).toEqual([...(best ? [OUTPUT_FILES.best] : []), OUTPUT_FILES.latest, OUTPUT_FILES.warmup(0)].sort());
       const latest = readCheckpointFile(join(out, OUTPUT_FILES.latest));
-      expect((latest.state as unknown as { cursor: { stage: string } }).cursor.stage).toBe("done");
+      expect(latest.state.cursor.stage).toBe("done");
       expect(latest.state.model.module_name).toBe(moduleName);
       for (const k of ["A", "B"]) {
         expect(latest.arrays.get(`bank_${k}.probs`)!.shape).toEqual([CAPTIONS, 5]);

@@ -68,7 +68,7 @@ export async function main(argv: string[]): Promise<number> {
 
   const progress = createProgress({ tty: Boolean(process.stdout.isTTY), logStep: config.log_step, write: (s) => process.stdout.write(s) });
   const finish = async (run: Run, data: Data, outputDir: string) => {
-    await writeReport(outputDir, config as unknown as Record<string, unknown>);
+    await writeReport(outputDir, run.config as unknown as Record<string, unknown>);
     log(`report: ${join(outputDir, OUTPUT_FILES.report)}`);
     if (run.cursor.stage === "done") {
       const dir = await exportRun(run, data, outputDir);

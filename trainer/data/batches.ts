@@ -4,6 +4,7 @@
  * evaluation walks the captions in order.
  */
 import type { FeatureStore } from "./features";
+import type { ModelBatch } from "../../shared/model/steps";
 import type { Random } from "../../shared/random";
 
 /** What a batch is drawn from: a split's captions and features, and the pairing in use. */
@@ -14,7 +15,8 @@ export interface PairSource {
   t2i: ArrayLike<number>;
 }
 
-export interface Batch {
+/** A model batch (images, padded captions, lengths) and where its captions came from. */
+export interface TrainBatch extends ModelBatch {
   /** Caption ids (indices into `captions`). */
   ids: Int32Array;
   /**
@@ -24,11 +26,7 @@ export interface Batch {
   positions: Int32Array;
   /** `t2i[id]` of each caption. */
   imageIds: Int32Array;
-  /** B × regions × dim: the image of each caption. */
-  images: Float32Array;
-  /** B × maxLen token ids, zero-padded (collate_fn pads with 0, `<pad>`). */
-  captions: Int32Array;
-  lengths: Int32Array;
+  /** Width of `captions` (collate_fn pads with 0, `<pad>`, to the longest caption). */
   maxLen: number;
   size: number;
 }
@@ -50,13 +48,13 @@ export function shuffledOrder(n: number, rng: Random): Int32Array {
  * One epoch of shuffled batches (DataLoader shuffle=True, drop_last=False). The permutation is drawn
  * when the generator is created, so `rng`'s state after the call is the state to checkpoint.
  */
-export function shuffledBatches(source: PairSource, rng: Random, options: BatchOptions): Generator<Batch> {
+export function shuffledBatches(source: PairSource, rng: Random, options: BatchOptions): Generator<TrainBatch> {
   const ids = idList(source, options.ids);
   return batchesInOrder(source, ids, shuffledOrder(ids.length, rng), options);
 }
 
 /** Batches in caption order (DataLoader shuffle=False), for validation and testing. */
-export function sequentialBatches(source: PairSource, options: BatchOptions): Generator<Batch> {
+export function sequentialBatches(source: PairSource, options: BatchOptions): Generator<TrainBatch> {
   const ids = idList(source, options.ids);
   const order = new Int32Array(ids.length);
   for (let i = 0; i < order.length; i++) order[i] = i;
@@ -64,7 +62,7 @@ export function sequentialBatches(source: PairSource, options: BatchOptions): Ge
 }
 
 /** Batches over `order` (positions into `ids`). */
-export function* batchesInOrder(source: PairSource, ids: Int32Array, order: Int32Array, options: BatchOptions): Generator<Batch> {
+export function* batchesInOrder(source: PairSource, ids: Int32Array, order: Int32Array, options: BatchOptions): Generator<TrainBatch> {
   const B = options.batchSize;
   if (!Number.isInteger(B) || B <= 0) throw new Error(`batch size must be a positive integer, got ${B}`);
   const rowLen = source.images.regions * source.images.dim;
@@ -79,7 +77,7 @@ export function batchCount(n: number, batchSize: number): number {
   return Math.ceil(n / batchSize);
 }
 
-function collate(source: PairSource, ids: Int32Array, positions: Int32Array, rowLen: number): Batch {
+function collate(source: PairSource, ids: Int32Array, positions: Int32Array, rowLen: number): TrainBatch {
   const size = positions.length;
   const batchIds = new Int32Array(size);
   const imageIds = new Int32Array(size);

@@ -8,12 +8,12 @@ import { initBackend } from "../../../trainer/backend";
 import { sgrafConfig } from "../../../shared/model/config";
 import { ParamStore } from "../../../shared/model/params";
 import { Adam } from "../../../shared/model/optim";
-import { type Batch, evalLoss, trainStep, unlabeledStep } from "../../../shared/model/steps";
+import { type ModelBatch, evalLoss, trainStep, unlabeledStep } from "../../../shared/model/steps";
 import { encodeCaptions, encodeImages, similarityMatrix } from "../../../shared/model/inference";
 import { decodeModelPackage, encodeModelPackage, MODEL_JSON } from "../../../shared/model/package";
 import { Random } from "../../../shared/random";
 
-function batch(rng: Random, B: number, imgDim: number, vocab: number): Batch {
+function batch(rng: Random, B: number, imgDim: number, vocab: number): ModelBatch {
   const lengths = Int32Array.from({ length: B }, (_, i) => 3 + (i % 4));
   const T = Math.max(...lengths);
   const captions = new Int32Array(B * T);

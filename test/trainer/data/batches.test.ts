@@ -1,6 +1,6 @@
 import { afterAll, describe, expect, test } from "bun:test";
 import { join } from "node:path";
-import { type Batch, batchCount, type PairSource, sequentialBatches, shuffledBatches } from "../../../trainer/data/batches";
+import { type TrainBatch, batchCount, type PairSource, sequentialBatches, shuffledBatches } from "../../../trainer/data/batches";
 import { memoryFeatures, openFeatures } from "../../../trainer/data/features";
 import { Random } from "../../../shared/random";
 import { featureValue, tempDir, writeFeatures } from "./fixtures";
@@ -20,7 +20,7 @@ function source(): PairSource {
   return { captions, images: openFeatures(file), t2i };
 }
 
-function checkBatch(src: PairSource, b: Batch): void {
+function checkBatch(src: PairSource, b: TrainBatch): void {
   expect(b.size).toBe(b.ids.length);
   expect(b.maxLen).toBe(Math.max(...Array.from(b.ids, (id) => src.captions[id].length)));
   expect(b.captions.length).toBe(b.size * b.maxLen);
