@@ -20,10 +20,7 @@ import {
   type StepRecord,
   type TestRecord,
   type ValidationRecord,
-} from "./metrics";
-
-export { parseMetricsJsonl } from "./metrics";
-export type { MetricsRecord } from "./metrics";
+} from "../metrics";
 
 export interface ReportMeta {
   title: string;
