@@ -21,6 +21,7 @@ import {
   type TestRecord,
   type ValidationRecord,
 } from "../metrics";
+import { configValue, duration, epochName, esc, fix } from "./format";
 import { CSS } from "./style";
 
 export interface ReportMeta {
@@ -212,10 +213,6 @@ function bestValidation(vals: ValidationRecord[]): ValidationRecord | undefined 
 
 function epochOrder(e: number | "warmup"): number {
   return e === "warmup" ? -1 : e;
-}
-
-function epochName(e: number | "warmup"): string {
-  return e === "warmup" ? "warmup" : `epoch ${e}`;
 }
 
 /** One split per (epoch, net, by), the last written winning. */
@@ -794,13 +791,6 @@ function epochAxis(lo: number, hi: number, label: string, special?: number): Axi
 // ---------------------------------------------------------------------------------------------
 // Text
 
-const HTML_ESCAPES: Record<string, string> = { "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" };
-
-/** Escapes text and attribute values alike. */
-function esc(s: string): string {
-  return s.replace(/[&<>"']/g, (c) => HTML_ESCAPES[c]);
-}
-
 /**
  * A coordinate, to two decimals. Not-finite values are kept out before this point (gaps in lines,
  * clamped curves, padded axes), and not masked here, so that the tests see one if it slips through.
@@ -808,29 +798,6 @@ function esc(s: string): string {
 function num(x: number): string {
   const r = Math.round(x * 100) / 100;
   return Object.is(r, -0) ? "0" : String(r);
-}
-
-/** A number for the tables; "–" when not finite. */
-function fix(x: number, digits: number): string {
-  return Number.isFinite(x) ? x.toFixed(digits) : "–";
-}
-
-function duration(seconds: number): string {
-  if (!Number.isFinite(seconds) || seconds <= 0) return "0s";
-  const s = Math.round(seconds);
-  const h = Math.floor(s / 3600);
-  const m = Math.floor((s % 3600) / 60);
-  const rest = s % 60;
-  return h > 0 ? `${h}h ${m}m` : m > 0 ? `${m}m ${rest}s` : `${rest}s`;
-}
-
-function configValue(v: unknown): string {
-  if (typeof v === "string") return v;
-  try {
-    return JSON.stringify(v) ?? String(v);
-  } catch {
-    return String(v);
-  }
 }
 
 function dashAttr(dash: string | undefined): string {
