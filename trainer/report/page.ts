@@ -23,6 +23,7 @@ import {
 } from "../metrics";
 import { type Axis, epochAxis, niceAxis, type Scale, scale } from "./axis";
 import { configValue, duration, epochName, esc, fix } from "./format";
+import { bestValidation, latestSplits, latestValidations } from "./records";
 import { CSS } from "./style";
 import { axes, chart, dashAttr, emptyNote, type Frame, type LegendItem, legend, linePath, type Marker, marker, num, plotBackground, svgDoc } from "./svg";
 
@@ -192,37 +193,6 @@ function recallCells(m: RecallMetrics, ranks: boolean): string {
 
 // ---------------------------------------------------------------------------------------------
 // Record selection
-
-/** One validation per epoch (the last written wins, as after a resume), warmup first. */
-function latestValidations(vals: ValidationRecord[]): ValidationRecord[] {
-  const byEpoch = new Map<string, ValidationRecord>();
-  for (const r of vals) byEpoch.set(String(r.epoch), r);
-  return [...byEpoch.values()].sort((a, b) => epochOrder(a.epoch) - epochOrder(b.epoch));
-}
-
-/**
- * The validation whose checkpoint is kept as `checkpoint_best_validation`: the last one flagged
- * best (the official loop resets the best rsum when pseudo-captioning starts, so a later, lower
- * rsum can be the kept one); the highest rsum when none is flagged.
- */
-function bestValidation(vals: ValidationRecord[]): ValidationRecord | undefined {
-  const flagged = vals.filter((r) => r.best);
-  if (flagged.length > 0) return flagged[flagged.length - 1];
-  let best: ValidationRecord | undefined;
-  for (const r of vals) if (Number.isFinite(r.rsum) && (!best || r.rsum > best.rsum)) best = r;
-  return best;
-}
-
-function epochOrder(e: number | "warmup"): number {
-  return e === "warmup" ? -1 : e;
-}
-
-/** One split per (epoch, net, by), the last written winning. */
-function latestSplits(splits: SplitRecord[]): SplitRecord[] {
-  const byKey = new Map<string, SplitRecord>();
-  for (const s of splits) byKey.set(`${s.by}/${s.epoch}/${s.net}`, s);
-  return [...byKey.values()];
-}
 
 // ---------------------------------------------------------------------------------------------
 // Charts
