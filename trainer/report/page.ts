@@ -10,18 +10,19 @@
  * a zero-variance mixture component, unknown noise) still render.
  */
 import {
+  type EpochRecord,
+  type EventRecord,
   NETS,
   type RecallMetrics,
   SPLIT_BY,
   type MetricsRecord,
   type SplitRecord,
-  type StepRecord,
   type TestRecord,
   type ValidationRecord,
 } from "../metrics";
 import { BY_NAME, histogramChart, lossChart, splitChart, validationChart } from "./charts";
 import { configValue, duration, epochName, esc, fix } from "./format";
-import { bestValidation, latestSplits, latestValidations } from "./records";
+import { bestValidation, latestSplits, latestValidations, recordsByType } from "./records";
 import { CSS } from "./style";
 
 export interface ReportMeta {
@@ -34,34 +35,7 @@ export interface ReportMeta {
 
 /** Renders the report of a run from its `metrics.jsonl` records. */
 export function renderReport(records: MetricsRecord[], meta: ReportMeta): string {
-  const steps: StepRecord[] = [];
-  const splits: SplitRecord[] = [];
-  const validations: ValidationRecord[] = [];
-  const tests: TestRecord[] = [];
-  const epochs: Extract<MetricsRecord, { type: "epoch" }>[] = [];
-  const events: Extract<MetricsRecord, { type: "event" }>[] = [];
-  for (const r of records) {
-    switch (r.type) {
-      case "step":
-        steps.push(r);
-        break;
-      case "split":
-        splits.push(r);
-        break;
-      case "validation":
-        validations.push(r);
-        break;
-      case "test":
-        tests.push(r);
-        break;
-      case "epoch":
-        epochs.push(r);
-        break;
-      case "event":
-        events.push(r);
-        break;
-    }
-  }
+  const { step: steps, split: splits, validation: validations, test: tests, epoch: epochs, event: events } = recordsByType(records);
   const threshold = typeof meta.config.p_threshold === "number" && meta.config.p_threshold > 0 && meta.config.p_threshold < 1 ? meta.config.p_threshold : 0.5;
   const vals = latestValidations(validations);
   const generatedAt = meta.generatedAt ?? new Date().toISOString();
@@ -106,8 +80,8 @@ ${histogramSections(splits, threshold)}
 function summarySection(
   vals: ValidationRecord[],
   tests: TestRecord[],
-  epochs: Extract<MetricsRecord, { type: "epoch" }>[],
-  events: Extract<MetricsRecord, { type: "event" }>[],
+  epochs: EpochRecord[],
+  events: EventRecord[],
   config: Record<string, unknown>,
 ): string {
   const best = bestValidation(vals);

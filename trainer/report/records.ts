@@ -2,7 +2,17 @@
  * Which records the report shows: after a resume the trainer writes some records again, and the
  * last written wins; the best validation is the one whose checkpoint was kept.
  */
-import type { SplitRecord, ValidationRecord } from "../metrics";
+import type { MetricsRecord, SplitRecord, ValidationRecord } from "../metrics";
+
+/** The records of each type, in the order written. */
+export type RecordsByType = { [T in MetricsRecord["type"]]: Extract<MetricsRecord, { type: T }>[] };
+
+export function recordsByType(records: MetricsRecord[]): RecordsByType {
+  const byType: RecordsByType = { step: [], split: [], validation: [], test: [], epoch: [], event: [] };
+  // TypeScript cannot tie `r` to `byType[r.type]` through the union; the mapped type makes them agree.
+  for (const r of records) (byType[r.type] as MetricsRecord[]).push(r);
+  return byType;
+}
 
 /** One validation per epoch (the last written wins, as after a resume), warmup first. */
 export function latestValidations(vals: ValidationRecord[]): ValidationRecord[] {
