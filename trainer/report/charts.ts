@@ -97,7 +97,7 @@ export function lossChart(steps: StepRecord[]): string {
       if (warmupEnd <= 0) return "";
       const x1 = sx(Math.min(warmupEnd, x.hi));
       return `<rect class="phase" x="${num(f.left)}" y="${num(f.top)}" width="${num(x1 - f.left)}" height="${num(f.height)}" fill="#e3e8f0"/>
-<line x1="${num(x1)}" y1="${num(f.top)}" x2="${num(x1)}" y2="${num(f.top + f.height)}" stroke="#8a94a6" stroke-dasharray="4 3"/>
+${phaseBoundary(f, x1)}
 ${x1 - f.left > 60 ? `<text x="${num(f.left + 4)}" y="${num(f.top + 12)}" class="note">warmup</text>` : ""}
 <text x="${num(x1 + 4)}" y="${num(f.top + 12)}" class="note">co-training</text>`;
     },
@@ -139,7 +139,7 @@ export function validationChart(vals: ValidationRecord[]): string {
     underlay: (sx, _sy, f) => {
       if (!warm || co.length === 0) return "";
       const xs = sx(warmX + 0.5);
-      return `<line x1="${num(xs)}" y1="${num(f.top)}" x2="${num(xs)}" y2="${num(f.top + f.height)}" stroke="#8a94a6" stroke-dasharray="4 3"/>`;
+      return phaseBoundary(f, xs);
     },
     body: (sx, sy) => {
       const parts: string[] = [];
@@ -155,6 +155,11 @@ export function validationChart(vals: ValidationRecord[]): string {
       return parts.join("\n");
     },
   });
+}
+
+/** The dashed line where warmup ends and co-training starts, in the loss and validation charts alike. */
+function phaseBoundary(f: Frame, x: number): string {
+  return `<line x1="${num(x)}" y1="${num(f.top)}" x2="${num(x)}" y2="${num(f.top + f.height)}" stroke="#8a94a6" stroke-dasharray="4 3"/>`;
 }
 
 /** Split precision, recall and selected share per co-training epoch, in three panels. */
