@@ -14,6 +14,7 @@ import {
   type StepRecord,
   type ValidationRecord,
 } from "../metrics";
+import { cleanComponent } from "../../shared/eval/gmm";
 import { type Axis, epochAxis, niceAxis, scale } from "./axis";
 import { epochName, esc, fix } from "./format";
 import { gauss, posteriorCrossings } from "./mixture";
@@ -223,7 +224,7 @@ export function histogramChart(s: SplitRecord, threshold: number): string {
   const binWidth = 1 / bins;
   // Mixture density in counts per bin, so it sits on the bars: n · binWidth · Σ w·N(x; μ, σ²).
   const comps = [0, 1].map((k) => ({ mean: s.gmm.means[k], variance: s.gmm.variances[k], weight: s.gmm.weights[k] }));
-  const cleanK = comps[1].mean < comps[0].mean ? 1 : 0;
+  const cleanK = cleanComponent(s.gmm);
   const SAMPLES = 201;
   const xs = Array.from({ length: SAMPLES }, (_, i) => i / (SAMPLES - 1));
   const compCurves = comps.map((c) => xs.map((x) => n * binWidth * c.weight * gauss(x, c.mean, c.variance)));
