@@ -28,7 +28,7 @@
  * "auto" is "read".
  */
 import { closeSync, fstatSync, openSync, readSync } from "node:fs";
-import { parseNpyHeader, type NpyHeader } from "../../shared/formats/npy";
+import { readNpyHeader, type NpyHeader, type RandomAccessBytes } from "../../shared/formats/npy";
 import { FormatError, halfToFloat } from "../../shared/formats/ndarray";
 
 export interface FeatureStore {
@@ -71,9 +71,8 @@ const MMAP_WINDOW_BYTES = 2 ** 30;
  * Positioned byte access to a file: the part of a store that differs between "read", "mmap" and
  * tests (which count what is read).
  */
-export interface ByteSource {
-  readonly size: number;
-  /** Fills `dst` with the bytes at `position`; throws if the file ends first. */
+export interface ByteSource extends RandomAccessBytes {
+  /** Throws if the file ends before `dst` is full. */
   readAt(dst: Uint8Array, position: number): void;
   close(): void;
 }
@@ -99,7 +98,7 @@ export function openFeatures(path: string, options: OpenFeaturesOptions = {}): F
 
 /** A store over any ByteSource holding a `.npy` file (tests use this to count reads). */
 export function featuresFromSource(source: ByteSource, file: string, options: OpenFeaturesOptions = {}): FeatureStore {
-  const header = readHeader(source, file);
+  const header = readNpyHeader(source, file);
   const { count, regions, dim } = checkShape(header, file, options);
   if (header.dtype !== "float32" && header.dtype !== "float16" && header.dtype !== "float64") {
     throw new FormatError(file, `features must be float16, float32 or float64, found ${header.dtype}`);
@@ -129,18 +128,6 @@ export function memoryFeatures(data: Float32Array, count: number, regions: numbe
     },
     close() {},
   };
-}
-
-function readHeader(source: ByteSource, file: string): NpyHeader {
-  // Version 1 headers are < 64 KiB; versions 2/3 say their length in the first 12 bytes.
-  const pre = new Uint8Array(Math.min(12, source.size));
-  source.readAt(pre, 0);
-  let need = 12;
-  if (pre.length >= 10 && pre[6] === 1) need = 10 + (pre[8] | (pre[9] << 8));
-  else if (pre.length >= 12 && (pre[6] === 2 || pre[6] === 3)) need = 12 + (pre[8] | (pre[9] << 8) | (pre[10] << 16)) + pre[11] * 2 ** 24;
-  const head = new Uint8Array(Math.min(need, source.size));
-  source.readAt(head, 0);
-  return parseNpyHeader(head, file, source.size);
 }
 
 function checkShape(header: NpyHeader, file: string, options: OpenFeaturesOptions) {
