@@ -17,6 +17,7 @@ import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, writeSync } fro
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { openFeatures, type FeatureAccess } from "../trainer/data/features";
+import { encodeNpyHeader } from "../shared/formats/npy";
 import { Random } from "../shared/random";
 
 interface Args {
@@ -53,23 +54,12 @@ function parseArgs(argv: string[]): Args {
   return a;
 }
 
-/** A version 1.0 `.npy` header for a C-ordered little-endian float32 array of `shape`. */
-function npyHeader(shape: number[]): Uint8Array {
-  const dict = `{'descr': '<f4', 'fortran_order': False, 'shape': (${shape.join(", ")}), }`;
-  const total = Math.ceil((10 + dict.length + 1) / 64) * 64;
-  const text = dict.padEnd(total - 10 - 1, " ") + "\n";
-  const out = new Uint8Array(total);
-  out.set([0x93, 0x4e, 0x55, 0x4d, 0x50, 0x59, 1, 0, (total - 10) & 0xff, (total - 10) >> 8]);
-  for (let i = 0; i < text.length; i++) out[10 + i] = text.charCodeAt(i);
-  return out;
-}
-
 /** Row r holds r in its first element, so that the benchmark can check what it gathered. */
 function writeFile(path: string, rows: number, regions: number, dim: number): void {
   const rowLen = regions * dim;
   const fd = openSync(path, "w");
   try {
-    writeSync(fd, npyHeader([rows, regions, dim]));
+    writeSync(fd, encodeNpyHeader("float32", [rows, regions, dim]));
     const rowsPerChunk = Math.max(1, Math.floor((64 << 20) / (rowLen * 4)));
     const chunk = new Float32Array(rowsPerChunk * rowLen);
     for (let i = 0; i < chunk.length; i++) chunk[i] = (i % 97) * 0.01;

@@ -137,13 +137,27 @@ export function readNpy(bytes: Uint8Array, file: string): NdArray {
   return { dtype: h.dtype, shape: h.shape, data: decodeElements(h.dtype, bytes.subarray(h.dataOffset, h.dataOffset + h.dataBytes), n) };
 }
 
-/** Writes an array as `.npy` bytes, version 1.0 unless the header needs more room (then 2.0). */
+/** Writes an array as `.npy` bytes: the header of encodeNpyHeader, then the data. */
 export function writeNpy(arr: { dtype: DType; shape: readonly number[]; data: TypedArray | number[] }): Uint8Array {
   if (numel(arr.shape) !== arr.data.length) {
     throw new Error(`writeNpy: shape (${arr.shape.join(", ")}) holds ${numel(arr.shape)} elements, data has ${arr.data.length}`);
   }
-  const shapeText = arr.shape.length === 1 ? `(${arr.shape[0]},)` : `(${arr.shape.join(", ")})`;
-  const dict = `{'descr': '${DTYPE_TO_DESCR[arr.dtype]}', 'fortran_order': False, 'shape': ${shapeText}, }`;
+  const header = encodeNpyHeader(arr.dtype, arr.shape);
+  const body = encodeElements(arr.dtype, arr.data);
+  const out = new Uint8Array(header.length + body.length);
+  out.set(header, 0);
+  out.set(body, header.length);
+  return out;
+}
+
+/**
+ * The header `np.save` writes before C-ordered little-endian data of `dtype` and `shape`, padded to
+ * a multiple of 64 bytes: version 1.0 unless the header needs more room (then 2.0). On its own for
+ * writers that stream the data after it (a file larger than memory).
+ */
+export function encodeNpyHeader(dtype: DType, shape: readonly number[]): Uint8Array {
+  const shapeText = shape.length === 1 ? `(${shape[0]},)` : `(${shape.join(", ")})`;
+  const dict = `{'descr': '${DTYPE_TO_DESCR[dtype]}', 'fortran_order': False, 'shape': ${shapeText}, }`;
   let major = 1;
   let pre = 10;
   let total = Math.ceil((pre + dict.length + 1) / 64) * 64;
@@ -154,8 +168,7 @@ export function writeNpy(arr: { dtype: DType; shape: readonly number[]; data: Ty
   }
   const headerLen = total - pre;
   const header = dict + " ".repeat(headerLen - dict.length - 1) + "\n";
-  const body = encodeElements(arr.dtype, arr.data);
-  const out = new Uint8Array(total + body.length);
+  const out = new Uint8Array(total);
   out.set(MAGIC, 0);
   out[6] = major;
   out[7] = 0;
@@ -166,7 +179,6 @@ export function writeNpy(arr: { dtype: DType; shape: readonly number[]; data: Ty
     new DataView(out.buffer).setUint32(8, headerLen, true);
   }
   for (let i = 0; i < header.length; i++) out[pre + i] = header.charCodeAt(i);
-  out.set(body, total);
   return out;
 }
 

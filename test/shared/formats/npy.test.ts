@@ -2,7 +2,7 @@ import { describe, expect, test } from "bun:test";
 import { readFileSync } from "node:fs";
 import { resolve } from "node:path";
 import { type DType, type TypedArray, halfToFloat, floatToHalf, toIndexArray } from "../../../shared/formats/ndarray";
-import { type RandomAccessBytes, parseNpyHeader, readNpy, readNpyHeader, writeNpy } from "../../../shared/formats/npy";
+import { type RandomAccessBytes, encodeNpyHeader, parseNpyHeader, readNpy, readNpyHeader, writeNpy } from "../../../shared/formats/npy";
 import { expectClose, expectFormatError } from "./expect";
 import { REFERENCE_DIR, SHARED_DIR } from "../../support";
 
@@ -92,6 +92,8 @@ describe("npy round trips", () => {
       expect(h.version).toEqual([1, 0]);
       expect(h.dataOffset % 64).toBe(0);
       expect(bytes[h.dataOffset - 1]).toBe(0x0a);
+      // The header alone (for writers that stream the data) is the same bytes.
+      expect(encodeNpyHeader("uint8", shape)).toEqual(bytes.subarray(0, h.dataOffset));
     }
   });
 
