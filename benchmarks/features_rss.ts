@@ -9,16 +9,18 @@
  * batches of --batch rows over every row once (an epoch), and prints rows/s, MB/s, the peak of
  * sampled `process.memoryUsage().rss` and the kernel's VmHWM. The folder is deleted afterwards.
  *
- * Modes: "read" (positioned reads into the batch), "mmap" (Bun.mmap windows kept for the epoch),
- * "mmap-drop" (the mapping is dropped and the collector forced every --drop-every batches).
+ * Modes: "read" (the trainer's positioned reads into the batch), "mmap" (Bun.mmap windows kept for
+ * the epoch, support/mmap-source.ts), "mmap-drop" (the mapping is dropped and the collector forced
+ * every --drop-every batches).
  * The file was just written, so it sits in the page cache: these are warm-cache figures.
  */
 import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, writeSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { openFeatures, type FeatureAccess } from "../trainer/data/features";
+import { featuresFromSource, fileSource } from "../trainer/data/features";
 import { encodeNpyHeader } from "../shared/formats/npy";
 import { Random } from "../shared/random";
+import { mmapSource } from "./support/mmap-source";
 
 interface Args {
   gb: number;
@@ -85,8 +87,10 @@ function vmStatus(): Record<string, number> {
 /** One epoch of shuffled batches in this process; prints one JSON line. */
 async function runChild(a: Args): Promise<void> {
   const mode = a.child!;
-  const access: FeatureAccess = mode === "read" ? "read" : "mmap";
-  let store = openFeatures(a.file!, { access, regions: a.regions });
+  const file = a.file!;
+  // "read" is what openFeatures does; the mapped modes pass the benchmark's own source.
+  const open = () => featuresFromSource(mode === "read" ? fileSource(file) : mmapSource(file), file, { regions: a.regions });
+  let store = open();
   const rowLen = store.regions * store.dim;
   const order = new Random(0).permutation(store.count);
   const out = new Float32Array(a.batch * rowLen);
@@ -106,7 +110,7 @@ async function runChild(a: Args): Promise<void> {
       Bun.gc(true);
       await Bun.sleep(0);
       Bun.gc(true);
-      store = openFeatures(a.file!, { access, regions: a.regions });
+      store = open();
     }
     peakRss = Math.max(peakRss, process.memoryUsage().rss);
   }
