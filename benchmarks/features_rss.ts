@@ -17,6 +17,7 @@
 import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, writeSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { parseArgs } from "node:util";
 import { featuresFromSource, fileSource } from "../trainer/data/features";
 import { encodeNpyHeader } from "../shared/formats/npy";
 import { Random } from "../shared/random";
@@ -34,26 +35,34 @@ interface Args {
   file?: string;
 }
 
-function parseArgs(argv: string[]): Args {
-  const a: Args = { gb: 4, dim: 2048, regions: 36, batch: 128, dir: tmpdir(), modes: ["read", "mmap", "mmap-drop"], dropEvery: 8 };
-  for (let i = 0; i < argv.length; i++) {
-    const flag = argv[i];
-    const value = argv[++i];
-    if (value === undefined) throw new Error(`${flag} needs a value`);
-    switch (flag) {
-      case "--gb": a.gb = Number(value); break;
-      case "--dim": a.dim = Number(value); break;
-      case "--regions": a.regions = Number(value); break;
-      case "--batch": a.batch = Number(value); break;
-      case "--dir": a.dir = value; break;
-      case "--modes": a.modes = value.split(","); break;
-      case "--drop-every": a.dropEvery = Number(value); break;
-      case "--child": a.child = value; break;
-      case "--file": a.file = value; break;
-      default: throw new Error(`unknown flag ${flag} (flags: --gb --dim --regions --batch --dir --modes --drop-every)`);
-    }
-  }
-  return a;
+function readArgs(argv: string[]): Args {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      gb: { type: "string", default: "4" },
+      dim: { type: "string", default: "2048" },
+      regions: { type: "string", default: "36" },
+      batch: { type: "string", default: "128" },
+      dir: { type: "string", default: tmpdir() },
+      modes: { type: "string", default: "read,mmap,mmap-drop" },
+      "drop-every": { type: "string", default: "8" },
+      // Passed by main to the process that measures one mode.
+      child: { type: "string" },
+      file: { type: "string" },
+    },
+    strict: true,
+  });
+  return {
+    gb: Number(values.gb),
+    dim: Number(values.dim),
+    regions: Number(values.regions),
+    batch: Number(values.batch),
+    dir: values.dir!,
+    modes: values.modes!.split(","),
+    dropEvery: Number(values["drop-every"]),
+    child: values.child,
+    file: values.file,
+  };
 }
 
 /** Row r holds r in its first element, so that the benchmark can check what it gathered. */
@@ -136,7 +145,7 @@ async function runChild(a: Args): Promise<void> {
 }
 
 async function main(): Promise<void> {
-  const a = parseArgs(process.argv.slice(2));
+  const a = readArgs(process.argv.slice(2));
   if (a.child) return runChild(a);
   const rowLen = a.regions * a.dim;
   const rows = Math.max(a.batch, Math.floor((a.gb * 1e9) / (rowLen * 4)));
