@@ -9,15 +9,19 @@
  * batches of --batch rows over every row once (an epoch), and prints rows/s, MB/s, the peak of
  * sampled `process.memoryUsage().rss` and the kernel's VmHWM. The folder is deleted afterwards.
  *
- * Modes: "read" (positioned reads into the batch), "mmap" (Bun.mmap windows kept for the epoch),
- * "mmap-drop" (the mapping is dropped and the collector forced every --drop-every batches).
+ * Modes: "read" (the trainer's positioned reads into the batch), "mmap" (Bun.mmap windows kept for
+ * the epoch, support/mmap-source.ts), "mmap-drop" (the mapping is dropped and the collector forced
+ * every --drop-every batches).
  * The file was just written, so it sits in the page cache: these are warm-cache figures.
  */
 import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, writeSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { openFeatures, type FeatureAccess } from "../trainer/data/features";
+import { parseArgs } from "node:util";
+import { featuresFromSource, fileSource } from "../trainer/data/features";
+import { encodeNpyHeader } from "../shared/formats/npy";
 import { Random } from "../shared/random";
+import { mmapSource } from "./support/mmap-source";
 
 interface Args {
   gb: number;
@@ -31,37 +35,34 @@ interface Args {
   file?: string;
 }
 
-function parseArgs(argv: string[]): Args {
-  const a: Args = { gb: 4, dim: 2048, regions: 36, batch: 128, dir: tmpdir(), modes: ["read", "mmap", "mmap-drop"], dropEvery: 8 };
-  for (let i = 0; i < argv.length; i++) {
-    const flag = argv[i];
-    const value = argv[++i];
-    if (value === undefined) throw new Error(`${flag} needs a value`);
-    switch (flag) {
-      case "--gb": a.gb = Number(value); break;
-      case "--dim": a.dim = Number(value); break;
-      case "--regions": a.regions = Number(value); break;
-      case "--batch": a.batch = Number(value); break;
-      case "--dir": a.dir = value; break;
-      case "--modes": a.modes = value.split(","); break;
-      case "--drop-every": a.dropEvery = Number(value); break;
-      case "--child": a.child = value; break;
-      case "--file": a.file = value; break;
-      default: throw new Error(`unknown flag ${flag} (flags: --gb --dim --regions --batch --dir --modes --drop-every)`);
-    }
-  }
-  return a;
-}
-
-/** A version 1.0 `.npy` header for a C-ordered little-endian float32 array of `shape`. */
-function npyHeader(shape: number[]): Uint8Array {
-  const dict = `{'descr': '<f4', 'fortran_order': False, 'shape': (${shape.join(", ")}), }`;
-  const total = Math.ceil((10 + dict.length + 1) / 64) * 64;
-  const text = dict.padEnd(total - 10 - 1, " ") + "\n";
-  const out = new Uint8Array(total);
-  out.set([0x93, 0x4e, 0x55, 0x4d, 0x50, 0x59, 1, 0, (total - 10) & 0xff, (total - 10) >> 8]);
-  for (let i = 0; i < text.length; i++) out[10 + i] = text.charCodeAt(i);
-  return out;
+function readArgs(argv: string[]): Args {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      gb: { type: "string", default: "4" },
+      dim: { type: "string", default: "2048" },
+      regions: { type: "string", default: "36" },
+      batch: { type: "string", default: "128" },
+      dir: { type: "string", default: tmpdir() },
+      modes: { type: "string", default: "read,mmap,mmap-drop" },
+      "drop-every": { type: "string", default: "8" },
+      // Passed by main to the process that measures one mode.
+      child: { type: "string" },
+      file: { type: "string" },
+    },
+    strict: true,
+  });
+  return {
+    gb: Number(values.gb),
+    dim: Number(values.dim),
+    regions: Number(values.regions),
+    batch: Number(values.batch),
+    dir: values.dir!,
+    modes: values.modes!.split(","),
+    dropEvery: Number(values["drop-every"]),
+    child: values.child,
+    file: values.file,
+  };
 }
 
 /** Row r holds r in its first element, so that the benchmark can check what it gathered. */
@@ -69,7 +70,7 @@ function writeFile(path: string, rows: number, regions: number, dim: number): vo
   const rowLen = regions * dim;
   const fd = openSync(path, "w");
   try {
-    writeSync(fd, npyHeader([rows, regions, dim]));
+    writeSync(fd, encodeNpyHeader("float32", [rows, regions, dim]));
     const rowsPerChunk = Math.max(1, Math.floor((64 << 20) / (rowLen * 4)));
     const chunk = new Float32Array(rowsPerChunk * rowLen);
     for (let i = 0; i < chunk.length; i++) chunk[i] = (i % 97) * 0.01;
@@ -95,8 +96,10 @@ function vmStatus(): Record<string, number> {
 /** One epoch of shuffled batches in this process; prints one JSON line. */
 async function runChild(a: Args): Promise<void> {
   const mode = a.child!;
-  const access: FeatureAccess = mode === "read" ? "read" : "mmap";
-  let store = openFeatures(a.file!, { access, regions: a.regions });
+  const file = a.file!;
+  // "read" is what openFeatures does; the mapped modes pass the benchmark's own source.
+  const open = () => featuresFromSource(mode === "read" ? fileSource(file) : mmapSource(file), file, { regions: a.regions });
+  let store = open();
   const rowLen = store.regions * store.dim;
   const order = new Random(0).permutation(store.count);
   const out = new Float32Array(a.batch * rowLen);
@@ -116,7 +119,7 @@ async function runChild(a: Args): Promise<void> {
       Bun.gc(true);
       await Bun.sleep(0);
       Bun.gc(true);
-      store = openFeatures(a.file!, { access, regions: a.regions });
+      store = open();
     }
     peakRss = Math.max(peakRss, process.memoryUsage().rss);
   }
@@ -142,7 +145,7 @@ async function runChild(a: Args): Promise<void> {
 }
 
 async function main(): Promise<void> {
-  const a = parseArgs(process.argv.slice(2));
+  const a = readArgs(process.argv.slice(2));
   if (a.child) return runChild(a);
   const rowLen = a.regions * a.dim;
   const rows = Math.max(a.batch, Math.floor((a.gb * 1e9) / (rowLen * 4)));

@@ -5,25 +5,10 @@
  */
 import { fitGmm1D } from "../shared/eval/gmm";
 import { i2t, t2i } from "../shared/eval/metrics";
+import { Random } from "../shared/random";
+import { median } from "./support/stats";
 
 const RUNS = 7;
-
-/** A small deterministic generator (mulberry32), so that every run times the same data. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-function median(values: number[]): number {
-  const s = [...values].sort((a, b) => a - b);
-  return s.length % 2 ? s[s.length >> 1] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
-}
 
 function time(label: string, fn: () => unknown): void {
   fn(); // warm-up: the first call includes JIT compilation
@@ -36,8 +21,10 @@ function time(label: string, fn: () => unknown): void {
   console.log(`${label.padEnd(44)} median ${median(ms).toFixed(1)} ms  (min ${Math.min(...ms).toFixed(1)}, max ${Math.max(...ms).toFixed(1)}, ${RUNS} runs)`);
 }
 
-const draw = rng(42);
-const gauss = () => Math.sqrt(-2 * Math.log(1 - draw())) * Math.cos(2 * Math.PI * draw());
+// Seeded, so that every run times the same data.
+const rng = new Random(42);
+const draw = () => rng.nextFloat();
+const gauss = () => rng.normal();
 // Loss-like: 80% clean near 0.15, 20% noisy near 0.7 (the 0.2 noise ratio), clipped to [0, 1].
 const losses = Float64Array.from({ length: 145_000 }, () => Math.min(1, Math.max(0, draw() < 0.8 ? 0.15 + 0.08 * gauss() : 0.7 + 0.12 * gauss())));
 time("fitGmm1D, 145,000 samples", () => fitGmm1D(losses));

@@ -1,7 +1,7 @@
 /**
  * NumPy `.npy` files (format versions 1.0, 2.0 and 3.0), as written by `np.save`.
- * The header is parsed on its own so that callers can map a file of many gigabytes and touch
- * only the rows they need (see trainer/data/features.ts).
+ * The header can be read on its own, through positioned reads, so that a caller can reach a file of
+ * many gigabytes and touch only the rows it needs (see trainer/data/features.ts).
  */
 import { type DType, DTYPE_BYTES, FormatError, type NdArray, type TypedArray, decodeElements, encodeElements, numel } from "./ndarray";
 
@@ -45,32 +45,35 @@ export interface NpyHeader {
   dataBytes: number;
 }
 
-/** Bytes a caller must read from the start of a file to be sure the header is complete. */
-export const NPY_PREAMBLE_BYTES = 12;
+/** Magic (6 bytes), version (2) and header length (2 in version 1.0, 4 in 2.0 and 3.0). */
+const PREAMBLE_BYTES = 12;
+
+/** Bytes of a file reached by position, without loading it (trainer/data/features.ts's ByteSource). */
+export interface RandomAccessBytes {
+  readonly size: number;
+  /** Fills `dst` with the bytes at `position`. */
+  readAt(dst: Uint8Array, position: number): void;
+}
+
+/**
+ * Reads only the header of a `.npy` file: the preamble, then as many bytes as it says the header
+ * takes. Two reads, whatever the size of the data.
+ */
+export function readNpyHeader(source: RandomAccessBytes, file: string): NpyHeader {
+  const pre = new Uint8Array(Math.min(PREAMBLE_BYTES, source.size));
+  source.readAt(pre, 0);
+  const { start, headerLen } = parsePreamble(pre, file);
+  const head = new Uint8Array(Math.min(start + headerLen, source.size));
+  source.readAt(head, 0);
+  return parseNpyHeader(head, file, source.size);
+}
 
 /**
  * Parses the header of a `.npy` file. `head` must hold at least the header (for a mapped file, pass
  * the whole mapping); `fileSize` (default `head.length`) is checked against the promised data size.
  */
 export function parseNpyHeader(head: Uint8Array, file: string, fileSize = head.length): NpyHeader {
-  if (!MAGIC.every((b, i) => head[i] === b)) {
-    throw new FormatError(file, "not a .npy file (missing the \\x93NUMPY magic string)");
-  }
-  if (head.length < 10) throw new FormatError(file, `truncated .npy header: ${head.length} bytes, shorter than the preamble`);
-  const major = head[6];
-  const minor = head[7];
-  let headerLen: number;
-  let start: number;
-  if (major === 1) {
-    headerLen = head[8] | (head[9] << 8);
-    start = 10;
-  } else if (major === 2 || major === 3) {
-    if (head.length < 12) throw new FormatError(file, "truncated .npy header");
-    headerLen = (head[8] | (head[9] << 8) | (head[10] << 16)) + head[11] * 2 ** 24;
-    start = 12;
-  } else {
-    throw new FormatError(file, `unsupported .npy format version ${major}.${minor} (supported: 1.0, 2.0, 3.0)`);
-  }
+  const { major, minor, start, headerLen } = parsePreamble(head, file);
   if (head.length < start + headerLen) {
     throw new FormatError(file, `truncated .npy header: needs ${start + headerLen} bytes, file has ${head.length}`);
   }
@@ -111,6 +114,22 @@ export function parseNpyHeader(head: Uint8Array, file: string, fileSize = head.l
   return { version: [major, minor], dtype, shape: shape as number[], dataOffset, dataBytes };
 }
 
+/** The magic string, the version and the header's length; `start` is where the header text begins. */
+function parsePreamble(head: Uint8Array, file: string): { major: number; minor: number; start: number; headerLen: number } {
+  if (!MAGIC.every((b, i) => head[i] === b)) {
+    throw new FormatError(file, "not a .npy file (missing the \\x93NUMPY magic string)");
+  }
+  if (head.length < 10) throw new FormatError(file, `truncated .npy header: ${head.length} bytes, shorter than the preamble`);
+  const major = head[6];
+  const minor = head[7];
+  if (major === 1) return { major, minor, start: 10, headerLen: head[8] | (head[9] << 8) };
+  if (major === 2 || major === 3) {
+    if (head.length < 12) throw new FormatError(file, "truncated .npy header");
+    return { major, minor, start: 12, headerLen: (head[8] | (head[9] << 8) | (head[10] << 16)) + head[11] * 2 ** 24 };
+  }
+  throw new FormatError(file, `unsupported .npy format version ${major}.${minor} (supported: 1.0, 2.0, 3.0)`);
+}
+
 /** Reads a whole `.npy` file held in memory. */
 export function readNpy(bytes: Uint8Array, file: string): NdArray {
   const h = parseNpyHeader(bytes, file);
@@ -118,13 +137,27 @@ export function readNpy(bytes: Uint8Array, file: string): NdArray {
   return { dtype: h.dtype, shape: h.shape, data: decodeElements(h.dtype, bytes.subarray(h.dataOffset, h.dataOffset + h.dataBytes), n) };
 }
 
-/** Writes an array as `.npy` bytes, version 1.0 unless the header needs more room (then 2.0). */
+/** Writes an array as `.npy` bytes: the header of encodeNpyHeader, then the data. */
 export function writeNpy(arr: { dtype: DType; shape: readonly number[]; data: TypedArray | number[] }): Uint8Array {
   if (numel(arr.shape) !== arr.data.length) {
     throw new Error(`writeNpy: shape (${arr.shape.join(", ")}) holds ${numel(arr.shape)} elements, data has ${arr.data.length}`);
   }
-  const shapeText = arr.shape.length === 1 ? `(${arr.shape[0]},)` : `(${arr.shape.join(", ")})`;
-  const dict = `{'descr': '${DTYPE_TO_DESCR[arr.dtype]}', 'fortran_order': False, 'shape': ${shapeText}, }`;
+  const header = encodeNpyHeader(arr.dtype, arr.shape);
+  const body = encodeElements(arr.dtype, arr.data);
+  const out = new Uint8Array(header.length + body.length);
+  out.set(header, 0);
+  out.set(body, header.length);
+  return out;
+}
+
+/**
+ * The header `np.save` writes before C-ordered little-endian data of `dtype` and `shape`, padded to
+ * a multiple of 64 bytes: version 1.0 unless the header needs more room (then 2.0). On its own for
+ * writers that stream the data after it (a file larger than memory).
+ */
+export function encodeNpyHeader(dtype: DType, shape: readonly number[]): Uint8Array {
+  const shapeText = shape.length === 1 ? `(${shape[0]},)` : `(${shape.join(", ")})`;
+  const dict = `{'descr': '${DTYPE_TO_DESCR[dtype]}', 'fortran_order': False, 'shape': ${shapeText}, }`;
   let major = 1;
   let pre = 10;
   let total = Math.ceil((pre + dict.length + 1) / 64) * 64;
@@ -135,8 +168,7 @@ export function writeNpy(arr: { dtype: DType; shape: readonly number[]; data: Ty
   }
   const headerLen = total - pre;
   const header = dict + " ".repeat(headerLen - dict.length - 1) + "\n";
-  const body = encodeElements(arr.dtype, arr.data);
-  const out = new Uint8Array(total + body.length);
+  const out = new Uint8Array(total);
   out.set(MAGIC, 0);
   out[6] = major;
   out[7] = 0;
@@ -147,7 +179,6 @@ export function writeNpy(arr: { dtype: DType; shape: readonly number[]; data: Ty
     new DataView(out.buffer).setUint32(8, headerLen, true);
   }
   for (let i = 0; i < header.length; i++) out[pre + i] = header.charCodeAt(i);
-  out.set(body, total);
   return out;
 }
 

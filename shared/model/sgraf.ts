@@ -291,7 +291,7 @@ function graphStep(p: ParamStore, k: number, nodes: tf.Tensor3D, keyMaskAdd: tf.
  */
 function attentionFiltration(p: ParamStore, nodes: tf.Tensor4D, nodeMask: tf.Tensor2D, ctx: ForwardContext): tf.Tensor3D {
   const pre = "sim_enc.SAF_module";
-  const [N, C, K, S] = nodes.shape;
+  const [N, C, K] = nodes.shape;
   const a = linear(nodes, p.get(`${pre}.attn_sim_w.weight`), p.get(`${pre}.attn_sim_w.bias`)).reshape([N, C, K]);
   const m = tf.expandDims(nodeMask, 0); // [1, C, K]
   let normed: tf.Tensor;
@@ -319,7 +319,7 @@ function attentionFiltration(p: ParamStore, nodes: tf.Tensor4D, nodeMask: tf.Ten
  */
 export function similarity(p: ParamStore, img: ImageSide, cap: CaptionSide, ctx: ForwardContext): tf.Tensor2D {
   const cfg = p.config;
-  const [N, , E] = img.emb.shape;
+  const [N] = img.emb.shape;
   const [C, L] = cap.emb.shape;
   const S = cfg.sim_dim;
   const pre = "sim_enc";
@@ -346,7 +346,6 @@ export function similarity(p: ParamStore, img: ImageSide, cap: CaptionSide, ctx:
     simVec = attentionFiltration(p, nodes, nodeMask, ctx).reshape([N * C, S]);
   }
   const score = sigmoid(linear(simVec, p.get(`${pre}.sim_eval_w.weight`), p.get(`${pre}.sim_eval_w.bias`)));
-  void E;
   return score.reshape([N, C]);
 }
 

@@ -15,7 +15,7 @@ import { join } from "node:path";
 import { FormatError } from "../../shared/formats/ndarray";
 import { Vocabulary } from "../../shared/formats/vocab";
 import { tokenizeCaption } from "../../shared/text/tokenize";
-import { openFeatures, type FeatureAccess, type FeatureStore } from "./features";
+import { openFeatures, type FeatureStore } from "./features";
 
 export const DATA_NAMES = ["f30k_precomp", "coco_precomp", "cc152k_precomp", "now100k_precomp"] as const;
 export type DataName = (typeof DATA_NAMES)[number];
@@ -156,7 +156,6 @@ export interface LoadSplitOptions {
   imgDim?: number;
   /** Regions per image to require (default 36). */
   regions?: number;
-  access?: FeatureAccess;
 }
 
 /**
@@ -196,7 +195,7 @@ export function loadSplit(opts: LoadSplitOptions): CaptionSplit {
     captions = pyLines(text).map((line, i) => encodeCaption(line, opts.vocab, capsFile, i + 1));
   }
 
-  const images = openFeatures(imsFile, { regions: opts.regions ?? REGIONS, imgDim: opts.imgDim, access: opts.access });
+  const images = openFeatures(imsFile, { regions: opts.regions ?? REGIONS, imgDim: opts.imgDim });
   let imDiv: 1 | 5;
   if (captions.length === images.count) imDiv = 1;
   else if (captions.length === 5 * images.count) imDiv = 5;

@@ -5,30 +5,24 @@
  * The official PrecompDataset holds the whole array (`np.load`) and indexes `images[t2i[i]]`;
  * `gather` is that indexing for a batch.
  *
- * Two ways to reach the rows, measured by benchmarks/features_rss.ts (4 GB float32 file of
- * (13563, 36, 2048), shuffled batches of 128 rows = 37.7 MB, one epoch, warm page cache, 2 shared
- * cores; two runs):
+ * Rows are reached by positioned reads (`pread`) straight into the caller's output array. RSS is
+ * bounded by the runtime's baseline + the output batch (B × 36 × img_dim × 4 bytes) + one row of
+ * scratch for float16 / float64 files, whatever the file size: the file lives in the kernel's page
+ * cache, which is not charged to the process. It works on read-only files/mounts.
+ *
+ * Memory-mapping the file was measured against it by benchmarks/features_rss.ts, which passes its
+ * own ByteSource (benchmarks/support/mmap-source.ts, where the reasons are) to featuresFromSource
+ * (4 GB float32 file of (13563, 36, 2048), shuffled batches of 128 rows = 37.7 MB, one epoch, warm
+ * page cache, 2 shared cores; two runs):
  *
  *   read       12.5–17.8k rows/s  3.7–5.2 GB/s  peak RSS   80 MB
  *   mmap       10.7–17.9k rows/s  3.1–5.3 GB/s  peak RSS 4081 MB  (the whole file)
  *   mmap-drop   9.1–14.3k rows/s  2.7–4.2 GB/s  peak RSS 1809 MB  (mapping dropped + GC every 8 batches)
  *
- * - "read" (the default): positioned reads (`pread`) straight into the caller's output array.
- *   RSS is bounded by the runtime's baseline + the output batch (B × 36 × img_dim × 4 bytes) + one
- *   row of scratch for float16 / float64 files, whatever the file size: the file lives in the
- *   kernel's page cache, which is not charged to the process. It works on read-only files/mounts.
- * - "mmap": `Bun.mmap` over windows of at most 1 GiB (one mapping above 4 GiB fails in Bun 1.4, and
- *   Flickr30K's 8.5 GB file is above it). Every page touched stays in RSS (as RssFile) while its
- *   window is mapped, and with large page-cache folios a random row maps far more than its own
- *   bytes; Bun unmaps only when the collector reclaims the array, so an epoch drives RSS to the
- *   file size, and dropping the mapping every few batches still leaves RSS in the gigabytes.
- *   Bun.mmap also opens the file read-write (fails on a read-only mount) and crashes the process
- *   if the file is truncated while mapped. It was no faster. Kept for measurement and as a choice.
- *
- * "auto" is "read".
+ * It was no faster and drove RSS to the file size.
  */
 import { closeSync, fstatSync, openSync, readSync } from "node:fs";
-import { parseNpyHeader, type NpyHeader } from "../../shared/formats/npy";
+import { readNpyHeader, type NpyHeader, type RandomAccessBytes } from "../../shared/formats/npy";
 import { FormatError, halfToFloat } from "../../shared/formats/ndarray";
 
 export interface FeatureStore {
@@ -46,11 +40,7 @@ export interface FeatureStore {
   close(): void;
 }
 
-export type FeatureAccess = "auto" | "read" | "mmap";
-
 export interface OpenFeaturesOptions {
-  /** How rows are reached (see the file comment). */
-  access?: FeatureAccess;
   /** Expected regions per image; checked when given. */
   regions?: number;
   /** Expected feature size (the user's `--img_dim`); checked when given. */
@@ -60,35 +50,22 @@ export interface OpenFeaturesOptions {
 }
 
 export const OPEN_FEATURES_DEFAULTS = {
-  access: "auto" as FeatureAccess,
   imgDimFlag: "--img_dim",
 };
 
-/** Largest window one mapping covers; a whole-file mapping above 4 GiB fails in Bun. */
-const MMAP_WINDOW_BYTES = 2 ** 30;
-
 /**
- * Positioned byte access to a file: the part of a store that differs between "read", "mmap" and
- * tests (which count what is read).
+ * Positioned byte access to a file: the part of a store that differs between production
+ * (fileSource), tests (which count what is read) and benchmarks (a memory mapping).
  */
-export interface ByteSource {
-  readonly size: number;
-  /** Fills `dst` with the bytes at `position`; throws if the file ends first. */
+export interface ByteSource extends RandomAccessBytes {
+  /** Throws if the file ends before `dst` is full. */
   readAt(dst: Uint8Array, position: number): void;
   close(): void;
 }
 
 /** Opens an `*_ims.npy`, reading only its header. */
 export function openFeatures(path: string, options: OpenFeaturesOptions = {}): FeatureStore {
-  const access = options.access ?? OPEN_FEATURES_DEFAULTS.access;
-  let source: ByteSource;
-  if (access === "mmap") {
-    source = mmapSource(path);
-  } else if (access === "read" || access === "auto") {
-    source = fileSource(path);
-  } else {
-    throw new Error(`unknown feature access '${access}' (allowed: auto, read, mmap)`);
-  }
+  const source = fileSource(path);
   try {
     return featuresFromSource(source, path, options);
   } catch (e) {
@@ -97,9 +74,9 @@ export function openFeatures(path: string, options: OpenFeaturesOptions = {}): F
   }
 }
 
-/** A store over any ByteSource holding a `.npy` file (tests use this to count reads). */
+/** A store over any ByteSource holding a `.npy` file (tests count reads through it, benchmarks map the file). */
 export function featuresFromSource(source: ByteSource, file: string, options: OpenFeaturesOptions = {}): FeatureStore {
-  const header = readHeader(source, file);
+  const header = readNpyHeader(source, file);
   const { count, regions, dim } = checkShape(header, file, options);
   if (header.dtype !== "float32" && header.dtype !== "float16" && header.dtype !== "float64") {
     throw new FormatError(file, `features must be float16, float32 or float64, found ${header.dtype}`);
@@ -129,18 +106,6 @@ export function memoryFeatures(data: Float32Array, count: number, regions: numbe
     },
     close() {},
   };
-}
-
-function readHeader(source: ByteSource, file: string): NpyHeader {
-  // Version 1 headers are < 64 KiB; versions 2/3 say their length in the first 12 bytes.
-  const pre = new Uint8Array(Math.min(12, source.size));
-  source.readAt(pre, 0);
-  let need = 12;
-  if (pre.length >= 10 && pre[6] === 1) need = 10 + (pre[8] | (pre[9] << 8));
-  else if (pre.length >= 12 && (pre[6] === 2 || pre[6] === 3)) need = 12 + (pre[8] | (pre[9] << 8) | (pre[10] << 16)) + pre[11] * 2 ** 24;
-  const head = new Uint8Array(Math.min(need, source.size));
-  source.readAt(head, 0);
-  return parseNpyHeader(head, file, source.size);
 }
 
 function checkShape(header: NpyHeader, file: string, options: OpenFeaturesOptions) {
@@ -268,54 +233,6 @@ export function fileSource(path: string): ByteSource {
   };
 }
 
-/**
- * Windows of the file mapped with Bun.mmap (MAP_PRIVATE, so that a stray write never reaches the
- * file). Falls back to positioned reads when mapping is impossible (no Bun, read-only file or
- * mount, a file system without mmap).
- */
-export function mmapSource(path: string): ByteSource {
-  const size = fstatSize(path);
-  const bun = (globalThis as { Bun?: { mmap?: (p: string, o: object) => Uint8Array } }).Bun;
-  if (!bun?.mmap || size === 0) return fileSource(path);
-  const windows = new Map<number, Uint8Array>();
-  const windowAt = (w: number): Uint8Array => {
-    let m = windows.get(w);
-    if (!m) {
-      const offset = w * MMAP_WINDOW_BYTES;
-      m = bun.mmap!(path, { shared: false, offset, size: Math.min(MMAP_WINDOW_BYTES, size - offset) });
-      windows.set(w, m);
-    }
-    return m;
-  };
-  try {
-    windowAt(0);
-  } catch {
-    return fileSource(path);
-  }
-  return {
-    size,
-    readAt(dst, position) {
-      if (position + dst.length > size) {
-        throw new FormatError(path, `read of ${dst.length} bytes at ${position} passes the end of the file (${size} bytes)`);
-      }
-      let done = 0;
-      while (done < dst.length) {
-        const p = position + done;
-        const w = Math.floor(p / MMAP_WINDOW_BYTES);
-        const m = windowAt(w);
-        const from = p - w * MMAP_WINDOW_BYTES;
-        const len = Math.min(dst.length - done, m.length - from);
-        dst.set(m.subarray(from, from + len), done);
-        done += len;
-      }
-    },
-    close() {
-      // Bun unmaps when the collector reclaims the arrays; dropping them is all we can do.
-      windows.clear();
-    },
-  };
-}
-
 function openFile(path: string): number {
   try {
     return openSync(path, "r");
@@ -323,15 +240,6 @@ function openFile(path: string): number {
     const code = (e as NodeJS.ErrnoException).code;
     if (code === "ENOENT") throw new FormatError(path, "file not found");
     throw new FormatError(path, `cannot open (${code ?? (e as Error).message})`);
-  }
-}
-
-function fstatSize(path: string): number {
-  const fd = openFile(path);
-  try {
-    return fstatSync(fd).size;
-  } finally {
-    closeSync(fd);
   }
 }
 

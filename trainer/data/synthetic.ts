@@ -19,7 +19,7 @@
  *   synthetic.json                          the options and this list (written last)
  */
 import { createHash } from "node:crypto";
-import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { writeNpy } from "../../shared/formats/npy";
 import { buildVocabulary, REGIONS } from "./datasets";
@@ -291,9 +291,4 @@ function normalize(x: Float64Array): Float64Array {
 
 function addScaled(dst: Float64Array, src: Float64Array, s: number): void {
   for (let i = 0; i < dst.length; i++) dst[i] += s * src[i];
-}
-
-/** Reads back the options a generated folder was made with. */
-export function readSyntheticManifest(dir: string): { version: number; options: SyntheticOptions } {
-  return JSON.parse(readFileSync(join(dir, "synthetic.json"), "utf8"));
 }

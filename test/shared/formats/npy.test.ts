@@ -2,7 +2,7 @@ import { describe, expect, test } from "bun:test";
 import { readFileSync } from "node:fs";
 import { resolve } from "node:path";
 import { type DType, type TypedArray, halfToFloat, floatToHalf, toIndexArray } from "../../../shared/formats/ndarray";
-import { parseNpyHeader, readNpy, writeNpy } from "../../../shared/formats/npy";
+import { type RandomAccessBytes, encodeNpyHeader, parseNpyHeader, readNpy, readNpyHeader, writeNpy } from "../../../shared/formats/npy";
 import { expectClose, expectFormatError } from "./expect";
 import { REFERENCE_DIR, SHARED_DIR } from "../../support";
 
@@ -92,6 +92,8 @@ describe("npy round trips", () => {
       expect(h.version).toEqual([1, 0]);
       expect(h.dataOffset % 64).toBe(0);
       expect(bytes[h.dataOffset - 1]).toBe(0x0a);
+      // The header alone (for writers that stream the data) is the same bytes.
+      expect(encodeNpyHeader("uint8", shape)).toEqual(bytes.subarray(0, h.dataOffset));
     }
   });
 
@@ -211,6 +213,42 @@ describe("float16", () => {
     expect(a.dtype).toBe("float16");
     expect(a.data).toBeInstanceOf(Float32Array);
     expectClose(a.data, [1, -2, 2 ** -24, 65504], 0);
+  });
+});
+
+describe("readNpyHeader", () => {
+  /** Bytes held in memory behind positioned reads, recording each read as [position, length]. */
+  function counted(bytes: Uint8Array): { source: RandomAccessBytes; reads: [number, number][] } {
+    const reads: [number, number][] = [];
+    const source = {
+      size: bytes.length,
+      readAt(dst: Uint8Array, position: number) {
+        reads.push([position, dst.length]);
+        dst.set(bytes.subarray(position, position + dst.length));
+      },
+    };
+    return { source, reads };
+  }
+
+  test("reads the preamble, then the header, never the data (versions 1.0 and 2.0)", () => {
+    const data = new Float32Array(4096);
+    for (const bytes of [writeNpy({ dtype: "float32", shape: [4096], data }), npyBytes(2, dict("<f4", "(4096,)"), new Uint8Array(data.buffer))]) {
+      const { source, reads } = counted(bytes);
+      const h = readNpyHeader(source, FILE);
+      expect(h).toEqual(parseNpyHeader(bytes, FILE));
+      expect(reads).toEqual([
+        [0, 12],
+        [0, h.dataOffset],
+      ]);
+    }
+  });
+
+  test("errors are those of parseNpyHeader, with the file size", () => {
+    const bytes = npyBytes(1, dict("<f4", "(3,)"), new Uint8Array(12));
+    expectFormatError(() => readNpyHeader(counted(bytes.subarray(0, 8)).source, FILE), FILE, /truncated \.npy header: 8 bytes, shorter than the preamble/);
+    expectFormatError(() => readNpyHeader(counted(bytes.subarray(0, 40)).source, FILE), FILE, /truncated \.npy header: needs \d+ bytes, file has 40/);
+    expectFormatError(() => readNpyHeader(counted(bytes.subarray(0, bytes.length - 1)).source, FILE), FILE, /truncated data: .* has 11/);
+    expectFormatError(() => readNpyHeader(counted(new Uint8Array(0)).source, FILE), FILE, /magic/);
   });
 });
 

@@ -1,9 +1,9 @@
 /** Small dataset fixtures written to temporary folders by the data tests. */
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { closeSync, ftruncateSync, mkdirSync, mkdtempSync, openSync, rmSync, writeFileSync, writeSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import type { DType } from "../../../shared/formats/ndarray";
-import { writeNpy } from "../../../shared/formats/npy";
+import { encodeNpyHeader, writeNpy } from "../../../shared/formats/npy";
 import { Vocabulary } from "../../../shared/formats/vocab";
 
 export function tempDir(prefix = "pc2-data-"): { dir: string; cleanup: () => void } {
@@ -26,6 +26,23 @@ export function writeFeatures(path: string, count: number, regions = 36, dim = 4
   const data = featureArray(count, regions, dim);
   write(path, writeNpy({ dtype, shape: [count, regions, dim], data }));
   return data;
+}
+
+/**
+ * A float32 (rows, regions, dim) feature file of declared size only (ftruncate: sparse, zeros) with
+ * `row` written at the rows `at`, so that a test reaches gigabytes of file holding only a few rows.
+ */
+export function writeSparseFeatures(path: string, rows: number, regions: number, dim: number, row: Float32Array, at: number[]): void {
+  const head = encodeNpyHeader("float32", [rows, regions, dim]);
+  const rowBytes = regions * dim * 4;
+  const fd = openSync(path, "w");
+  try {
+    writeSync(fd, head, 0, head.length, 0);
+    ftruncateSync(fd, head.length + rows * rowBytes);
+    for (const r of at) writeSync(fd, new Uint8Array(row.buffer, row.byteOffset, rowBytes), 0, rowBytes, head.length + r * rowBytes);
+  } finally {
+    closeSync(fd);
+  }
 }
 
 export function write(path: string, content: string | Uint8Array): void {
