@@ -2,8 +2,13 @@
  * The command line of `bun run train`: the official `run.py` flags, declared once with their
  * types, defaults and help (so `--help` is generated from the same table), plus `--backend`.
  */
+import { CliError } from "../shared/cli";
 import { parseArgs } from "node:util";
+import { MODULE_NAMES } from "../shared/model/config";
+import { SOFT_MARGINS } from "../shared/model/losses";
+import { WARMUP_TYPES } from "../shared/model/steps";
 import { BACKENDS } from "./backend";
+import { DATA_NAMES, NOW_FOLDER_ALIAS, NOW_TOKENIZERS } from "./data/datasets";
 
 type FlagType = "string" | "int" | "float" | "store_true" | "store_false";
 
@@ -18,8 +23,8 @@ interface Flag {
 /** Every flag, in the order and with the defaults of the official run.py. */
 export const FLAGS = {
   data_path: { type: "string", default: "data/", help: "Path to datasets.", group: "data" },
-  data_name: { type: "string", default: "f30k_precomp", help: "{coco,f30k,cc152k,now100k}_precomp (the NoW folder h5100k_precomp is accepted).", choices: ["f30k_precomp", "coco_precomp", "cc152k_precomp", "now100k_precomp", "h5100k_precomp"], group: "data" },
-  tokenizer: { type: "string", default: "bpe", help: "Token-id files of NoW: {bpe,bert,jieba}.", choices: ["bpe", "bert", "jieba"], group: "data" },
+  data_name: { type: "string", default: "f30k_precomp", help: "{coco,f30k,cc152k,now100k}_precomp (the NoW folder h5100k_precomp is accepted).", choices: [...DATA_NAMES, NOW_FOLDER_ALIAS], group: "data" },
+  tokenizer: { type: "string", default: "bpe", help: "Token-id files of NoW: {bpe,bert,jieba}.", choices: NOW_TOKENIZERS, group: "data" },
   vocab_path: { type: "string", default: "data/vocab", help: "Path to saved vocabulary json files.", group: "data" },
   batch_size: { type: "int", default: 128, help: "Size of a training mini-batch.", group: "training" },
   num_epochs: { type: "int", default: 50, help: "Number of co-training epochs (after warmup).", group: "training" },
@@ -39,19 +44,19 @@ export const FLAGS = {
   bi_gru: { type: "store_false", default: true, help: "Passing it turns the bidirectional GRU OFF (argparse store_false, as in run.py).", group: "model" },
   no_imgnorm: { type: "store_true", default: false, help: "Do not normalize the image embeddings.", group: "model" },
   no_txtnorm: { type: "store_true", default: false, help: "Do not normalize the text embeddings.", group: "model" },
-  module_name: { type: "string", default: "SGR", help: "SGR, SAF", choices: ["SGR", "SAF"], group: "model" },
+  module_name: { type: "string", default: "SGR", help: "SGR, SAF", choices: MODULE_NAMES, group: "model" },
   sgr_step: { type: "int", default: 3, help: "Step of the SGR.", group: "model" },
   noise_file: { type: "string", default: "", help: "Noise index (.npy); drawn and saved there when absent. Default <output_dir>/<data_name>_<noise_ratio>.npy.", group: "noise" },
   noise_ratio: { type: "float", default: 0.2, help: "Noisy ratio (forced to 0 for cc152k/now100k, whose noise is natural).", group: "noise" },
   no_co_training: { type: "store_true", default: false, help: "Accepted for compatibility; unused by the official code.", group: "pc2" },
-  warmup_type: { type: "string", default: "warmup", help: "{warmup,warmup_sele}", choices: ["warmup", "warmup_sele"], group: "pc2" },
+  warmup_type: { type: "string", default: "warmup", help: "{warmup,warmup_sele}", choices: WARMUP_TYPES, group: "pc2" },
   warmup_epoch: { type: "int", default: 1, help: "Epochs of warm up stage.", group: "pc2" },
   warmup_epoch_2: { type: "int", default: 25, help: "Co-training epochs on clean data only, before pseudo-captioning starts.", group: "pc2" },
   model_path: { type: "string", default: "", help: "Checkpoint to load: with --resume continue from it, without it a warmup checkpoint (warmup is skipped).", group: "pc2" },
   po_dir: { type: "string", default: "", help: "Directory of the PO banks to resume (default: the checkpoint's own).", group: "pc2" },
   resume: { type: "store_true", default: false, help: "Resume training from --model_path.", group: "pc2" },
   p_threshold: { type: "float", default: 0.5, help: "Clean probability threshold.", group: "pc2" },
-  soft_margin: { type: "string", default: "exponential", help: "linear|exponential|sin", choices: ["linear", "exponential", "sin"], group: "pc2" },
+  soft_margin: { type: "string", default: "exponential", help: "linear|exponential|sin", choices: SOFT_MARGINS, group: "pc2" },
   gpu: { type: "int", default: null, help: "GPU id (with tfjs-node-gpu, TensorFlow uses the GPUs CUDA_VISIBLE_DEVICES exposes; set that instead).", group: "run" },
   seed: { type: "int", default: 0, help: "Random seed.", group: "run" },
   output_dir: { type: "string", default: "output/<time>", help: "Output dir (default output/<YYYY_MM_DD_HH_MM_SS>).", group: "run" },
@@ -65,7 +70,15 @@ export const FLAGS = {
 
 export type FlagName = keyof typeof FLAGS;
 
-type ValueOf<F extends Flag> = F["type"] extends "int" | "float" ? (F["default"] extends null ? number | null : number) : F["type"] extends "store_true" | "store_false" ? boolean : string;
+type ValueOf<F extends Flag> = F["type"] extends "int" | "float"
+  ? F["default"] extends null
+    ? number | null
+    : number
+  : F["type"] extends "store_true" | "store_false"
+    ? boolean
+    : F extends { choices: readonly (infer C)[] }
+      ? C
+      : string;
 
 /** The resolved configuration: every flag under its official name (dashes become underscores). */
 export type TrainConfig = { [K in FlagName as K extends `${infer A}-${infer B}` ? `${A}_${Replace<B>}` : K]: ValueOf<(typeof FLAGS)[K]> } & {
@@ -75,12 +88,7 @@ export type TrainConfig = { [K in FlagName as K extends `${infer A}-${infer B}` 
 type Replace<S extends string> = S extends `${infer A}-${infer B}` ? `${A}_${Replace<B>}` : S;
 
 /** A mistake on the command line: printed with a pointer to --help, exit code 2. */
-export class CliError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = "CliError";
-  }
-}
+export { CliError } from "../shared/cli";
 
 const DATA_FLAGS = ["data_path", "data_name", "vocab_path"] as const;
 

@@ -3,15 +3,16 @@
  * a gallery: the image-side and caption-side encodings of a dataset split, so that the edge never
  * needs the dataset loader.
  */
-import { mkdirSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import type { VocabFile } from "../shared/formats/vocab";
 import type { SgrafConfig } from "../shared/model/config";
 import { type ExportDtype, type Gallery, encodeModelPackage } from "../shared/model/package";
-import type { ParamStore } from "../shared/model/params";
-import type { CaptionSplit } from "./data/datasets";
+import { ParamStore } from "../shared/model/params";
+import { readCheckpointFile } from "./checkpoint";
+import { type CaptionSplit, loadVocabulary } from "./data/datasets";
 import { encodeSplit } from "./evaluate";
-import type { Data, Run } from "./train";
+import { type Data, OUTPUT_FILES, type Run } from "./train";
 
 export interface ExportInput {
   config: SgrafConfig;
@@ -61,33 +62,38 @@ export async function exportModel(out: string, input: ExportInput): Promise<{ di
   return { dir, files: files.size, bytes };
 }
 
-/** The export at the end of training: best-validation nets, uint8, the test split as gallery. */
-export async function exportRun(run: Run, data: Data, outputDir: string): Promise<string | null> {
-  const { readCheckpointFile } = await import("./checkpoint");
-  const { ParamStore } = await import("../shared/model/params");
-  const best = join(outputDir, "checkpoint_best_validation.safetensors");
+/**
+ * The export at the end of training: the best-validation nets (the final ones when no co-training
+ * epoch was ever best, which `log` says), uint8, the test split as gallery. A best checkpoint that
+ * exists but cannot be read is an error: exporting other nets in its place would hand the user a
+ * model they did not select.
+ */
+export async function exportRun(run: Run, data: Data, outputDir: string, log: (line: string) => void): Promise<string> {
+  const best = join(outputDir, OUTPUT_FILES.best);
   let nets = [run.nets.A.params, run.nets.B.params];
   let owned = false;
-  try {
+  if (existsSync(best)) {
     const { state, arrays } = readCheckpointFile(best);
     nets = ["A", "B"].map((k) => ParamStore.fromArrays(state.model, arrays, best, `model_${k}.`));
     owned = true;
-  } catch {
-    // No best checkpoint (no co-training epoch improved): export the final nets.
+  } else {
+    log(`no ${OUTPUT_FILES.best} (no co-training epoch was a best validation): exporting the final nets`);
   }
-  const { vocab } = await import("./data/datasets").then((m) => m.loadVocabulary({ vocabPath: run.config.vocab_path, dataName: run.config.data_name, tokenizer: run.config.tokenizer }));
-  const isNow = data.dataName === "now100k_precomp";
-  const r = await exportModel(join(outputDir, "model"), {
-    config: run.model,
-    nets,
-    names: ["A", "B"],
-    dtype: "uint8",
-    vocab: isNow ? null : vocab.toJSON(),
-    tokenizer: run.config.tokenizer,
-    gallery: data.test,
-    runConfig: run.config as unknown as Record<string, unknown>,
-    batchSize: run.config.batch_size,
-  });
-  if (owned) for (const p of nets) p.dispose();
-  return r.dir;
+  try {
+    const { vocab } = loadVocabulary({ vocabPath: run.config.vocab_path, dataName: run.config.data_name, tokenizer: run.config.tokenizer });
+    const r = await exportModel(join(outputDir, OUTPUT_FILES.model), {
+      config: run.model,
+      nets,
+      names: ["A", "B"],
+      dtype: "uint8",
+      vocab: data.dataName === "now100k_precomp" ? null : vocab.toJSON(),
+      tokenizer: run.config.tokenizer,
+      gallery: data.test,
+      runConfig: run.config as unknown as Record<string, unknown>,
+      batchSize: run.config.batch_size,
+    });
+    return r.dir;
+  } finally {
+    if (owned) for (const p of nets) p.dispose();
+  }
 }

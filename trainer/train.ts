@@ -16,7 +16,6 @@ import { cleanComponent, fitGmm1D } from "../shared/eval/gmm";
 import { formatRecall } from "../shared/eval/metrics";
 import { klConsistency, minMaxNormalize, splitPrecisionRecall, splitProb } from "../shared/eval/split";
 import { sgrafConfig } from "../shared/model/config";
-import type { SoftMargin } from "../shared/model/losses";
 import { Adam } from "../shared/model/optim";
 import { NonFiniteLossError, evalLoss, trainStep, unlabeledStep } from "../shared/model/steps";
 import * as tf from "../shared/model/tf";
@@ -178,7 +177,7 @@ interface PartContext {
 
 function stepOptions(run: Run) {
   const c = run.config;
-  return { margin: c.margin, lambdaEn: c.lambda_en, gradClip: c.grad_clip, softMargin: c.soft_margin as SoftMargin, hardNegative: true, rng: run.modelRng };
+  return { margin: c.margin, lambdaEn: c.lambda_en, gradClip: c.grad_clip, softMargin: c.soft_margin, hardNegative: true, rng: run.modelRng };
 }
 
 function writeBank(bank: PoBank, ids: ArrayLike<number>, probs: Float32Array) {
@@ -223,7 +222,7 @@ async function warmupPart(ctx: PartContext, which: "A" | "B"): Promise<RandomSta
     if (batch.size === 1) break; // batch norm needs two samples: the official loop drops it
     let r;
     try {
-      r = trainStep(net, batch, c.warmup_type as "warmup" | "warmup_sele", stepOptions(run));
+      r = trainStep(net, batch, c.warmup_type, stepOptions(run));
     } catch (e) {
       withContext(e, `warmup ${which}, epoch ${run.cursor.epoch}, step ${i}`, batch);
     }

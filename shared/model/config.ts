@@ -6,6 +6,9 @@ import * as v from "valibot";
 /** Regions per image: the official code fixes 36 (bottom-up-attention features). */
 export const REGIONS = 36;
 
+/** The similarity reasoning modules of SGRAF: graph reasoning or attention filtration. */
+export const MODULE_NAMES = ["SGR", "SAF"] as const;
+
 export const SgrafConfigSchema = v.object({
   img_dim: v.pipe(v.number(), v.integer(), v.minValue(1)),
   embed_size: v.pipe(v.number(), v.integer(), v.minValue(1)),
@@ -17,7 +20,7 @@ export const SgrafConfigSchema = v.object({
   bi_gru: v.optional(v.boolean(), true),
   no_imgnorm: v.optional(v.boolean(), false),
   no_txtnorm: v.optional(v.boolean(), false),
-  module_name: v.optional(v.picklist(["SGR", "SAF"]), "SGR"),
+  module_name: v.optional(v.picklist(MODULE_NAMES), "SGR"),
   sgr_step: v.optional(v.pipe(v.number(), v.integer(), v.minValue(1)), 3),
 });
 

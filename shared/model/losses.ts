@@ -5,8 +5,9 @@
 import * as tf from "./tf";
 import { maxLast, oneHotFloat, softmax } from "./ops";
 
-export type SoftMargin = "linear" | "exponential" | "sin";
-export const SOFT_MARGINS: readonly SoftMargin[] = ["linear", "exponential", "sin"];
+/** The soft margins of the official `--soft_margin`. */
+export const SOFT_MARGINS = ["linear", "exponential", "sin"] as const;
+export type SoftMargin = (typeof SOFT_MARGINS)[number];
 export type ContrastiveMode = "warmup" | "warmup_sele" | "lb_train" | "ulb_train" | "eval_loss" | "predict";
 
 export interface ContrastiveOptions {

@@ -84,7 +84,9 @@ export interface StepDiagnostics {
   pseudoCapLens?: Int32Array;
 }
 
-type Mode = "warmup" | "warmup_sele" | "lb_train";
+/** The official `--warmup_type`: warmup on every pair, or on the pairs its selection keeps. */
+export const WARMUP_TYPES = ["warmup", "warmup_sele"] as const;
+type Mode = (typeof WARMUP_TYPES)[number] | "lb_train";
 
 interface LossOut {
   loss: tf.Scalar;

@@ -1,9 +1,11 @@
 import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
-import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import * as tf from "../../shared/model/tf";
 import { initBackend } from "../../trainer/backend";
+import { FormatError } from "../../shared/formats/ndarray";
 import { readCheckpointFile } from "../../trainer/checkpoint";
+import { exportRun } from "../../trainer/export";
 import { writeReport } from "../../trainer/cli/train";
 import type { TrainConfig } from "../../trainer/config";
 import { readNoiseFile } from "../../trainer/data/noise";
@@ -301,5 +303,32 @@ describe("a NaN loss stops training with a TrainingFault", () => {
     expect(fault.message).toMatch(/split/);
     expect(fault.message).toMatch(/epoch 0/);
     expect(fault.message).toMatch(/sample ids \d+/);
+  });
+});
+
+describe("the export at the end of a run (exportRun)", () => {
+  test("exports the best checkpoint; a corrupt best checkpoint is an error, a missing one is said", async () => {
+    const out = join(tmp.dir, "run-export");
+    const seen: { exported?: string; corrupt?: unknown; missingLog?: string[]; fallback?: string } = {};
+    const hooks = recordingHooks();
+    hooks.finish = async (run, data, outputDir) => {
+      seen.exported = await exportRun(run, data, outputDir, () => {});
+      const best = join(outputDir, OUTPUT_FILES.best);
+      const bytes = readFileSync(best);
+      bytes[bytes.length - 1] ^= 0xff;
+      writeFileSync(best, bytes);
+      seen.corrupt = await exportRun(run, data, outputDir, () => {}).catch((e: unknown) => e);
+      rmSync(best);
+      const lines: string[] = [];
+      seen.fallback = await exportRun(run, data, outputDir, (l) => lines.push(l));
+      seen.missingLog = lines;
+    };
+    await train(tinyConfig(ds, out, { module_name: "SAF", num_epochs: "1" }), hooks);
+    expect(seen.exported).toBe(join(out, OUTPUT_FILES.model));
+    expect(existsSync(join(out, OUTPUT_FILES.model, "model.json"))).toBe(true);
+    expect(seen.corrupt).toBeInstanceOf(FormatError);
+    expect(String((seen.corrupt as Error).message)).toMatch(/checkpoint_best_validation\.safetensors.*checksum mismatch/);
+    expect(seen.missingLog!.join("\n")).toMatch(/no checkpoint_best_validation\.safetensors .*exporting the final nets/);
+    expect(seen.fallback).toBe(join(out, OUTPUT_FILES.model));
   });
 });

@@ -5,10 +5,10 @@
  * trained with when it records them (as the official evaluation.py), else to run.py's defaults.
  * `--quick`: the CI recall check (see trainer/quick-eval.ts).
  */
-import { BackendUnavailableError, type BackendChoice, BACKENDS, describeBackend, initBackend } from "../backend";
+import { CliError, choiceFlag, intFlag, parseFlags, runCli } from "../../shared/cli";
+import { BACKENDS, BackendUnavailableError, describeBackend, initBackend } from "../backend";
 import { FormatError } from "../../shared/formats/ndarray";
 import { FLAGS } from "../config";
-import { parseCli } from "./args";
 import { canonicalDataName, loadSplit, loadVocabulary, testSplitFor, type Split } from "../data/datasets";
 import { evaluateSplit, formatMetricLines } from "../evaluate";
 import { loadModel } from "../models";
@@ -27,51 +27,45 @@ export const EVAL_HELP = `Usage: bun run eval --model_path <checkpoint | model d
   --batch_size <n>      encoding batch (default 128)
   --backend <name>      ${BACKENDS.join(" | ")} (default auto)
   --json                print {"i2t": {...}, "t2i": {...}, "rsum": n} instead of the metric lines
-  --quick               the CI quick eval: export a small model, evaluate it through the edge's path
-                        on the embedded dataset's test split, fail below the rsum floor`;
+  --quick               the CI quick eval: the committed model (assets/quick-model) scored through the
+                        retrieval engine's evaluation path on the embedded dataset's test split;
+                        exit 1 below the rsum floor`;
 
-export async function main(argv: string[]): Promise<number> {
-  const values = parseCli(
-    argv,
-    {
-      model_path: { type: "string" },
-      data_path: { type: "string" },
-      data_name: { type: "string" },
-      vocab_path: { type: "string" },
-      tokenizer: { type: "string" },
-      split: { type: "string" },
-      fold5: { type: "boolean" },
-      json: { type: "boolean" },
-      quick: { type: "boolean" },
-      batch_size: { type: "string", default: "128" },
-      gpu: { type: "string" },
-    },
-    EVAL_HELP,
-  );
-  if (typeof values === "number") return values;
-  const backendName = String(values.backend);
+export function main(argv: string[]): Promise<number> {
+  return runCli("eval", EVAL_HELP, () => evaluate(argv));
+}
+
+async function evaluate(argv: string[]): Promise<number> {
+  const values = parseFlags(argv, {
+    model_path: { type: "string" },
+    data_path: { type: "string" },
+    data_name: { type: "string" },
+    vocab_path: { type: "string" },
+    tokenizer: { type: "string" },
+    split: { type: "string" },
+    fold5: { type: "boolean" },
+    json: { type: "boolean" },
+    quick: { type: "boolean" },
+    batch_size: { type: "string", default: "128" },
+    backend: { type: "string", default: "auto" },
+    gpu: { type: "string" },
+  });
+  if (values === null) {
+    console.log(EVAL_HELP);
+    return 0;
+  }
+  const backendChoice = choiceFlag("backend", values.backend, BACKENDS);
   if (values.quick) return runQuickEval({ json: Boolean(values.json) });
-  if (!values.model_path) {
-    console.error(`error: --model_path is required\n\n${EVAL_HELP}`);
-    return 2;
-  }
-  const batchSize = Number(values.batch_size);
-  if (!Number.isInteger(batchSize) || batchSize <= 0) {
-    console.error(`error: --batch_size: invalid positive int '${values.batch_size}'`);
-    return 2;
-  }
+  if (!values.model_path) throw new CliError("--model_path is required");
+  const batchSize = intFlag("batch_size", values.batch_size, 1);
   try {
-    const backend = await initBackend(backendName as BackendChoice);
+    const backend = await initBackend(backendChoice);
     if (!values.json) console.log(describeBackend(backend));
     const model = await loadModel(String(values.model_path));
     const run = model.runConfig ?? {};
     const pick = (k: "data_path" | "data_name" | "vocab_path" | "tokenizer") => String(values[k] ?? run[k] ?? FLAGS[k].default);
     const dataName = canonicalDataName(pick("data_name"));
-    const split = (values.split ?? testSplitFor(dataName)) as Split;
-    if (!["test", "testall", "dev"].includes(split)) {
-      console.error(`error: --split: invalid choice '${split}' (choose from test, testall, dev)`);
-      return 2;
-    }
+    const split = choiceFlag("split", values.split ?? testSplitFor(dataName), ["test", "testall", "dev"] as const satisfies readonly Split[]);
     if (model.config.vocab_size === undefined) throw new Error("model lacks vocab_size");
     const { vocab, vocabSize } = loadVocabulary({ vocabPath: pick("vocab_path"), dataName: pick("data_name"), tokenizer: pick("tokenizer") });
     if (vocabSize !== model.config.vocab_size) {
@@ -87,10 +81,7 @@ export async function main(argv: string[]): Promise<number> {
     }
     return 0;
   } catch (e) {
-    if (e instanceof FormatError || e instanceof BackendUnavailableError) {
-      console.error(`error: ${e.message}`);
-      return 1;
-    }
+    if (e instanceof FormatError || e instanceof BackendUnavailableError) throw new CliError(e.message, false);
     throw e;
   }
 }

@@ -6,12 +6,12 @@
  */
 import { resolve } from "node:path";
 import { FormatError } from "../../shared/formats/ndarray";
-import { EXPORT_DTYPES, type ExportDtype } from "../../shared/model/package";
-import { BACKENDS, type BackendChoice, BackendUnavailableError, initBackend } from "../backend";
+import { CliError, choiceFlag, parseFlags, runCli } from "../../shared/cli";
+import { EXPORT_DTYPES } from "../../shared/model/package";
+import { BACKENDS, BackendUnavailableError, initBackend } from "../backend";
 import { canonicalDataName, loadSplit, loadVocabulary, type Split } from "../data/datasets";
 import { ensureSynthetic } from "../data/synthetic";
 import { exportModel } from "../export";
-import { parseCli } from "./args";
 import { loadModel } from "../models";
 
 export const EXPORT_HELP = `Usage: bun run export --model_path <path> --out <dir> [flags]
@@ -26,32 +26,31 @@ export const EXPORT_HELP = `Usage: bun run export --model_path <path> --out <dir
                         run, else the embedded synthetic dataset)
   --backend <name>      ${BACKENDS.join(" | ")} (default auto)`;
 
-export async function main(argv: string[]): Promise<number> {
-  const values = parseCli(
-    argv,
-    {
-      model_path: { type: "string" },
-      out: { type: "string" },
-      dtype: { type: "string", default: "uint8" },
-      gallery: { type: "string" },
-      data_path: { type: "string" },
-      data_name: { type: "string" },
-      vocab_path: { type: "string" },
-      tokenizer: { type: "string" },
-    },
-    EXPORT_HELP,
-  );
-  if (typeof values === "number") return values;
-  if (!values.model_path || !values.out) {
-    console.error(`error: --model_path and --out are required\n\n${EXPORT_HELP}`);
-    return 2;
+export function main(argv: string[]): Promise<number> {
+  return runCli("export", EXPORT_HELP, () => exportCommand(argv));
+}
+
+async function exportCommand(argv: string[]): Promise<number> {
+  const values = parseFlags(argv, {
+    model_path: { type: "string" },
+    out: { type: "string" },
+    dtype: { type: "string", default: "uint8" },
+    gallery: { type: "string" },
+    data_path: { type: "string" },
+    data_name: { type: "string" },
+    vocab_path: { type: "string" },
+    tokenizer: { type: "string" },
+    backend: { type: "string", default: "auto" },
+  });
+  if (values === null) {
+    console.log(EXPORT_HELP);
+    return 0;
   }
-  if (!EXPORT_DTYPES.includes(values.dtype as ExportDtype)) {
-    console.error(`error: --dtype: invalid choice '${values.dtype}' (choose from ${EXPORT_DTYPES.join(", ")})`);
-    return 2;
-  }
+  if (!values.model_path || !values.out) throw new CliError("--model_path and --out are required");
+  const dtype = choiceFlag("dtype", values.dtype, EXPORT_DTYPES);
+  const backend = choiceFlag("backend", values.backend, BACKENDS);
   try {
-    await initBackend(values.backend as BackendChoice);
+    await initBackend(backend);
     const model = await loadModel(String(values.model_path));
     const run = model.runConfig ?? {};
     const explicit = values.data_path ?? values.data_name ?? values.vocab_path;
@@ -76,7 +75,7 @@ export async function main(argv: string[]): Promise<number> {
       config: model.config,
       nets: model.nets,
       names: model.names,
-      dtype: values.dtype as ExportDtype,
+      dtype,
       vocab: dataName === "now100k_precomp" ? null : vocab.toJSON(),
       tokenizer: data.tokenizer,
       gallery,
@@ -85,10 +84,7 @@ export async function main(argv: string[]): Promise<number> {
     console.log(`exported ${model.kind} ${model.source} (nets ${model.names.join("+")}) as ${values.dtype} to ${r.dir}: ${r.files} files, ${(r.bytes / 1e6).toFixed(2)} MB${gallery ? `, gallery ${gallery.split} (${gallery.length} captions)` : ""}`);
     return 0;
   } catch (e) {
-    if (e instanceof FormatError || e instanceof BackendUnavailableError) {
-      console.error(`error: ${e.message}`);
-      return 1;
-    }
+    if (e instanceof FormatError || e instanceof BackendUnavailableError) throw new CliError(e.message, false);
     throw e;
   }
 }

@@ -71,8 +71,7 @@ export async function main(argv: string[]): Promise<number> {
     await writeReport(outputDir, run.config as unknown as Record<string, unknown>);
     log(`report: ${join(outputDir, OUTPUT_FILES.report)}`);
     if (run.cursor.stage === "done") {
-      const dir = await exportRun(run, data, outputDir);
-      if (dir) log(`exported model: ${dir}`);
+      log(`exported model: ${await exportRun(run, data, outputDir, log)}`);
     }
   };
   try {
