@@ -11,14 +11,14 @@
  * Metadata (`__metadata__`, strings)
  *   format "pc2-tfjs-checkpoint", version "2", state (JSON, `RunStateSchema`: the schedule cursor,
  *   the model RNG, the best validation, the configuration, the learning rates),
- *   sha256 of the state and the data section (a flipped byte is refused, not trained on).
+ *   sha256 of the whole file, header included (a flipped byte anywhere is refused, not trained on).
  *
  * The `model_A.`/`model_B.` prefixes are those of the official checkpoint's `model_A`/`model_B`
  * entries, so `bun run eval` reads this file like an official checkpoint converted to safetensors.
  * Files are written to a temporary name and renamed, so a crash never leaves half a checkpoint.
  */
 import { createHash } from "node:crypto";
-import { closeSync, fsyncSync, openSync, readFileSync, renameSync, writeSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import { FormatError, type NdArray } from "../shared/formats/ndarray";
 import { type TensorToWrite, readSafetensors, writeSafetensors } from "../shared/formats/safetensors";
 import * as v from "valibot";
@@ -27,6 +27,7 @@ import { Adam } from "../shared/model/optim";
 import { ParamStore } from "../shared/model/params";
 import type { Net } from "../shared/model/steps";
 import { SplitEvaluationSchema } from "./evaluate";
+import { writeFileAtomic } from "./files";
 
 export const CHECKPOINT_FORMAT = "pc2-tfjs-checkpoint";
 export const CHECKPOINT_VERSION = "2";
@@ -116,53 +117,45 @@ export async function encodeCheckpoint(c: Checkpoint): Promise<Uint8Array> {
   }
   const stored: RunState = { ...c.state, lr: { A: c.nets.A.optimizer.lr, B: c.nets.B.optimizer.lr } };
   const state = JSON.stringify(stored);
-  // The digest covers the state and the data section; it is written into a same-length placeholder of the header.
-  const placeholder = "0".repeat(64);
-  const bytes = writeSafetensors(tensors, { format: CHECKPOINT_FORMAT, version: CHECKPOINT_VERSION, state, sha256: placeholder });
-  const data = dataSection(bytes);
-  const digest = new TextEncoder().encode(digestOf(state, data));
-  const header = bytes.subarray(8, bytes.length - data.length);
-  const at = lastIndexOf(header, new TextEncoder().encode(`"sha256":"${placeholder}"`)) + '"sha256":"'.length;
-  bytes.set(digest, 8 + at);
+  // The digest covers the whole file (header: names, dtypes, shapes, offsets, the state; and the
+  // data) as written with a placeholder in its own place; the digest then replaces the placeholder.
+  const bytes = writeSafetensors(tensors, { format: CHECKPOINT_FORMAT, version: CHECKPOINT_VERSION, state, sha256: DIGEST_PLACEHOLDER });
+  const at = digestOffset(bytes, DIGEST_PLACEHOLDER);
+  bytes.set(new TextEncoder().encode(createHash("sha256").update(bytes).digest("hex")), at);
   return bytes;
 }
+
+const DIGEST_PLACEHOLDER = "0".repeat(64);
 
 function lastIndexOf(hay: Uint8Array, needle: Uint8Array): number {
   outer: for (let i = hay.length - needle.length; i >= 0; i--) {
     for (let j = 0; j < needle.length; j++) if (hay[i + j] !== needle[j]) continue outer;
     return i;
   }
-  throw new Error("checkpoint header lacks the sha256 placeholder");
+  return -1;
+}
+
+/** Offset in the file of the 64 hex digits of the header's `"sha256":"…"` entry (the last one). */
+function digestOffset(file: Uint8Array, digest: string): number {
+  const dv = new DataView(file.buffer, file.byteOffset, 8);
+  const header = file.subarray(8, 8 + dv.getUint32(0, true) + dv.getUint32(4, true) * 2 ** 32);
+  const at = lastIndexOf(header, new TextEncoder().encode(`"sha256":"${digest}"`));
+  return at < 0 ? -1 : 8 + at + '"sha256":"'.length;
+}
+
+/** Whether the file's digest is the SHA-256 of the file with the digest replaced by the placeholder. */
+function digestHolds(file: Uint8Array, digest: string): boolean {
+  if (!/^[0-9a-f]{64}$/.test(digest)) return false;
+  const at = digestOffset(file, digest);
+  if (at < 0) return false;
+  const copy = Uint8Array.from(file);
+  copy.set(new TextEncoder().encode(DIGEST_PLACEHOLDER), at);
+  return createHash("sha256").update(copy).digest("hex") === digest;
 }
 
 /** Writes atomically: a temporary file in the same folder, flushed, then renamed over `path`. */
 export async function saveCheckpoint(path: string, c: Checkpoint): Promise<void> {
   writeFileAtomic(path, await encodeCheckpoint(c));
-}
-
-export function writeFileAtomic(path: string, bytes: Uint8Array | string): void {
-  const tmp = `${path}.tmp-${process.pid}`;
-  const fd = openSync(tmp, "w");
-  try {
-    const data = typeof bytes === "string" ? new TextEncoder().encode(bytes) : bytes;
-    let off = 0;
-    while (off < data.length) off += writeSync(fd, data, off, data.length - off);
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
-  renameSync(tmp, path);
-}
-
-/** The checksum covers the state metadata and the tensor data. */
-function digestOf(state: string, data: Uint8Array): string {
-  return createHash("sha256").update(state).update(data).digest("hex");
-}
-
-function dataSection(file: Uint8Array): Uint8Array {
-  const dv = new DataView(file.buffer, file.byteOffset, 8);
-  const headerLen = dv.getUint32(0, true) + dv.getUint32(4, true) * 2 ** 32;
-  return file.subarray(8 + headerLen);
 }
 
 /** Reads and verifies a checkpoint file; it is refused with the reason when anything is off. */
@@ -176,7 +169,7 @@ export function readCheckpointFile(path: string): { state: RunState; arrays: Map
   const { tensors, metadata } = readSafetensors(bytes, path);
   if (metadata.format !== CHECKPOINT_FORMAT) throw new FormatError(path, `not a ${CHECKPOINT_FORMAT} file (format ${JSON.stringify(metadata.format)}); official-name safetensors are for bun run eval/export, not --model_path`);
   if (metadata.version !== CHECKPOINT_VERSION) throw new FormatError(path, `checkpoint version ${metadata.version}, this trainer reads ${CHECKPOINT_VERSION}`);
-  if (metadata.sha256 !== digestOf(metadata.state ?? "", dataSection(bytes))) throw new FormatError(path, "checksum mismatch: the state or the tensor data is corrupted");
+  if (!digestHolds(bytes, metadata.sha256 ?? "")) throw new FormatError(path, "checksum mismatch: the header (tensor names, shapes, state) or the tensor data is corrupted");
   let json: unknown;
   try {
     json = JSON.parse(metadata.state);

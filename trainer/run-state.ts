@@ -83,8 +83,11 @@ export function startRun(config: TrainConfig, model: SgrafConfig, data: Data, lo
   if (config.po_dir) log(`--po_dir ${config.po_dir}: the PO banks are stored in the checkpoint itself; the folder is not read`);
   const st = ck.state;
   if (!config.resume) {
+    // Co-training from epoch 0 with fresh optimizers, the data and model RNGs where the warmup
+    // left them: the same start as the run that wrote the checkpoint.
     log(`=> load warmup checkpoint '${config.model_path}'`);
     run.cursor = { stage: "cotrain", epoch: 0, part: 0, step: 0, dataRng: st.cursor.dataRng };
+    run.modelRng = Random.fromState(st.modelRng);
     return run;
   }
   log(`=> resume training from checkpoint '${config.model_path}' (${st.cursor.stage} epoch ${st.cursor.epoch}, ${partName(st.cursor)}, step ${st.cursor.step})`);

@@ -10,7 +10,7 @@
  * the cursor records the part, the step inside it and the data-order RNG at the part's start, so
  * that an interrupted run resumes at the very next step with identical state.
  */
-import { appendFileSync, copyFileSync, mkdirSync } from "node:fs";
+import { appendFileSync, mkdirSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { cleanComponent, fitGmm1D } from "../shared/eval/gmm";
 import { formatRecall } from "../shared/eval/metrics";
@@ -20,8 +20,9 @@ import { Adam } from "../shared/model/optim";
 import { NonFiniteLossError, evalLoss, trainStep, unlabeledStep } from "../shared/model/steps";
 import * as tf from "../shared/model/tf";
 import { Random, type RandomState } from "../shared/random";
-import { type PoBank, writeFileAtomic } from "./checkpoint";
+import type { PoBank } from "./checkpoint";
 import type { TrainConfig } from "./config";
+import { copyFileAtomic, outputError, removeStaleTemporaries, writeFileAtomic } from "./files";
 import { type TrainBatch, batchCount, shuffledBatches } from "./data/batches";
 import { type Data, loadData } from "./data/load";
 import { type SplitEvaluation, evaluateSplit, formatMetricLines } from "./evaluate";
@@ -73,9 +74,20 @@ export const OUTPUT_FILES = {
 
 export async function train(config0: TrainConfig, hooks: TrainHooks, options: { cacheDir?: string; backend?: string } = {}): Promise<TrainResult> {
   const outputDir = resolve(config0.output_dir);
-  mkdirSync(outputDir, { recursive: true });
+  try {
+    mkdirSync(outputDir, { recursive: true });
+  } catch (e) {
+    throw outputError(outputDir, e);
+  }
+  for (const name of removeStaleTemporaries(outputDir)) hooks.log(`removed ${name}, left by a run that did not finish writing it`);
   const metricsPath = join(outputDir, OUTPUT_FILES.metrics);
-  const metrics = (r: MetricsRecord) => appendFileSync(metricsPath, `${JSON.stringify(r)}\n`);
+  const metrics = (r: MetricsRecord) => {
+    try {
+      appendFileSync(metricsPath, `${JSON.stringify(r)}\n`);
+    } catch (e) {
+      throw outputError(metricsPath, e);
+    }
+  };
 
   // Data, and the configuration as it resolved (the embedded dataset's paths, the noise file).
   hooks.log("load and process dataset ...");
@@ -116,14 +128,16 @@ export async function train(config0: TrainConfig, hooks: TrainHooks, options: { 
         metrics({ type: "epoch", phase: "warmup", epoch: run.cursor.epoch, seconds: (performance.now() - t0) / 1000, lr: run.nets.A.optimizer.lr });
         nextEpoch(run);
       }
-      run.cursor = { stage: "cotrain", epoch: 0, part: 0, step: 0, dataRng: run.cursor.dataRng };
-      await saveRun(run, join(outputDir, OUTPUT_FILES.warmup(Math.max(0, config.warmup_epoch - 1))));
-      const v = validate();
-      metrics({ type: "validation", epoch: "warmup", i2t: v.i2t, t2i: v.t2i, rsum: v.rsum, best: false });
+      // Fresh optimizers before the warmup checkpoint, so that resuming from it (or loading it
+      // with --model_path) starts co-training exactly where this run does.
       for (const k of ["A", "B"] as const) {
         run.nets[k].optimizer.reset();
         run.nets[k].optimizer = new Adam({ lr: config.learning_rate });
       }
+      run.cursor = { stage: "cotrain", epoch: 0, part: 0, step: 0, dataRng: run.cursor.dataRng };
+      await saveRun(run, join(outputDir, OUTPUT_FILES.warmup(Math.max(0, config.warmup_epoch - 1))));
+      const v = validate();
+      metrics({ type: "validation", epoch: "warmup", i2t: v.i2t, t2i: v.t2i, rsum: v.rsum, best: false });
     }
 
     // Co-training: per epoch split → train A → train B → validate → test at the best → checkpoint.
@@ -152,7 +166,7 @@ export async function train(config0: TrainConfig, hooks: TrainHooks, options: { 
       run.split = null;
       if (isBest) run.bestTest = test(ctx, epoch);
       await saveRun(run, join(outputDir, OUTPUT_FILES.latest));
-      if (isBest) copyFileSync(join(outputDir, OUTPUT_FILES.latest), join(outputDir, OUTPUT_FILES.best));
+      if (isBest) copyFileAtomic(join(outputDir, OUTPUT_FILES.latest), join(outputDir, OUTPUT_FILES.best));
       writeResults(outputDir, run);
     }
     writeResults(outputDir, run);
