@@ -10,6 +10,7 @@ import type { SgrafConfig } from "../shared/model/config";
 import { type ExportDtype, type Gallery, encodeModelPackage } from "../shared/model/package";
 import { ParamStore } from "../shared/model/params";
 import { readCheckpointFile } from "./checkpoint";
+import { outputError, temporaryName } from "./files";
 import { type CaptionSplit, loadVocabulary } from "./data/datasets";
 import { encodeSplit } from "./evaluate";
 import { type Data, OUTPUT_FILES, type Run } from "./train";
@@ -48,17 +49,22 @@ export async function exportModel(out: string, input: ExportInput): Promise<{ di
     runConfig: input.runConfig,
   });
   const dir = resolve(out);
-  mkdirSync(dirname(dir), { recursive: true });
-  const tmp = `${dir}.tmp-${process.pid}`;
-  rmSync(tmp, { recursive: true, force: true });
-  mkdirSync(tmp, { recursive: true });
+  const tmp = temporaryName(dir);
   let bytes = 0;
-  for (const [name, data] of files) {
-    writeFileSync(join(tmp, name), data);
-    bytes += data.length;
+  try {
+    mkdirSync(dirname(dir), { recursive: true });
+    rmSync(tmp, { recursive: true, force: true });
+    mkdirSync(tmp, { recursive: true });
+    for (const [name, data] of files) {
+      writeFileSync(join(tmp, name), data);
+      bytes += data.length;
+    }
+    rmSync(dir, { recursive: true, force: true });
+    renameSync(tmp, dir);
+  } catch (e) {
+    rmSync(tmp, { recursive: true, force: true });
+    throw outputError(dir, e);
   }
-  rmSync(dir, { recursive: true, force: true });
-  renameSync(tmp, dir);
   return { dir, files: files.size, bytes };
 }
 

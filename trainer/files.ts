@@ -103,7 +103,11 @@ export function removeStaleTemporaries(dir: string): string[] {
   for (const name of names) {
     const m = /\.tmp-(\d+)$/.exec(name);
     if (!m || alive(Number(m[1]))) continue;
-    rmSync(join(dir, name), { recursive: true, force: true });
+    try {
+      rmSync(join(dir, name), { recursive: true, force: true });
+    } catch (e) {
+      throw outputError(join(dir, name), e);
+    }
     removed.push(name);
   }
   return removed;

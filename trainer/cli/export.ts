@@ -12,6 +12,7 @@ import { BACKENDS, BackendUnavailableError, initBackend } from "../backend";
 import { canonicalDataName, loadSplit, loadVocabulary, type Split } from "../data/datasets";
 import { ensureSynthetic } from "../data/synthetic";
 import { exportModel } from "../export";
+import { OutputWriteError } from "../files";
 import { loadModel } from "../models";
 
 export const EXPORT_HELP = `Usage: bun run export --model_path <path> --out <dir> [flags]
@@ -84,7 +85,7 @@ async function exportCommand(argv: string[]): Promise<number> {
     console.log(`exported ${model.kind} ${model.source} (nets ${model.names.join("+")}) as ${values.dtype} to ${r.dir}: ${r.files} files, ${(r.bytes / 1e6).toFixed(2)} MB${gallery ? `, gallery ${gallery.split} (${gallery.length} captions)` : ""}`);
     return 0;
   } catch (e) {
-    if (e instanceof FormatError || e instanceof BackendUnavailableError) throw new CliError(e.message, false);
+    if (e instanceof FormatError || e instanceof BackendUnavailableError || e instanceof OutputWriteError) throw new CliError(e.message, false);
     throw e;
   }
 }

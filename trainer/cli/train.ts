@@ -3,7 +3,6 @@
  * the report and the exported model. Exit codes: 0 done, 1 failure, 2 command-line mistake,
  * 130 interrupted (a resumable checkpoint was written).
  */
-import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { describeBackend, initBackend, BackendUnavailableError, type BackendChoice } from "../backend";
 import { CliError, parseTrainArgs, trainHelp, type TrainConfig } from "../config";
@@ -13,6 +12,7 @@ import { parseMetricsJsonl } from "../report";
 import { renderReport } from "../report";
 import { OUTPUT_FILES, type Data, type Run, TrainingFault, TrainingInterrupted, train } from "../train";
 import { exportRun } from "../export";
+import { OutputWriteError, writeFileAtomic } from "../files";
 import { readFileSync, existsSync } from "node:fs";
 
 function explainIgnored(c: TrainConfig, log: (s: string) => void) {
@@ -24,7 +24,7 @@ function explainIgnored(c: TrainConfig, log: (s: string) => void) {
 export async function writeReport(outputDir: string, config: Record<string, unknown>) {
   const path = join(outputDir, OUTPUT_FILES.metrics);
   const records = existsSync(path) ? parseMetricsJsonl(readFileSync(path, "utf8")) : [];
-  writeFileSync(join(outputDir, OUTPUT_FILES.report), renderReport(records, { title: `PC2 training report — ${String(config.data_name)}`, config }));
+  writeFileAtomic(join(outputDir, OUTPUT_FILES.report), renderReport(records, { title: `PC2 training report — ${String(config.data_name)}`, config }));
 }
 
 export async function main(argv: string[]): Promise<number> {
@@ -83,7 +83,7 @@ export async function main(argv: string[]): Promise<number> {
       console.error(`${e.message}\nresume with: bun run train ${argv.join(" ")} --resume --model_path ${e.checkpoint}`);
       return 130;
     }
-    if (e instanceof TrainingFault || e instanceof FormatError) {
+    if (e instanceof TrainingFault || e instanceof FormatError || e instanceof OutputWriteError) {
       console.error(`error: ${e.message}`);
       return 1;
     }
