@@ -138,6 +138,30 @@ describe("checkpoint files", () => {
     }
   });
 
+  test("a changed byte anywhere in the header (names, dtypes, shapes, offsets, state) is refused", () => {
+    const start = dataStart(bytes);
+    const header = new TextDecoder().decode(bytes.subarray(8, start));
+    // The probe that found the gap renamed a tensor (`optimizer_A.….step` to `.stdp`, dropping that
+    // Adam state in silence); here a bank tensor's name, and 400 positions over the whole header.
+    const name = header.indexOf("bank_A.has");
+    expect(name).toBeGreaterThan(0);
+    const positions = [8 + name + 8];
+    for (let i = 0; i < 400; i++) positions.push(8 + Math.floor(((start - 8) * i) / 400));
+    for (const at of positions) {
+      const bad = Uint8Array.from(bytes);
+      bad[at] = bad[at] === 0x65 ? 0x64 : bad[at] ^ 0x01; // 'e' -> 'd', else a flipped low bit
+      const p = join(tmp.dir, "header-flipped.safetensors");
+      writeFileSync(p, bad);
+      let message = "accepted";
+      try {
+        restoreCheckpoint(p, model, { optimizers: true, learningRate: 1 }).nets.A.params.dispose();
+      } catch (e) {
+        message = (e as Error).message;
+      }
+      expect([at, message]).toEqual([at, expect.stringContaining(p)]);
+    }
+  });
+
   test("a truncated file is refused, naming the truncation", () => {
     const start = dataStart(bytes);
     for (const [what, length] of [
