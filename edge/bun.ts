@@ -6,7 +6,7 @@ import { CliError, intFlag, parseFlags, runCli } from "../shared/cli.ts";
 import { stat } from "node:fs/promises";
 import { createApp } from "./app.ts";
 import { fileAssets, tfjsWasmBytes } from "./adapters/bun.ts";
-import { loadPc2Engine } from "../shared/retrieval/pc2-engine.ts";
+import { Pc2Engine, loadPackage } from "../shared/retrieval/pc2-engine.ts";
 import { initWasmBackend } from "./tfjs-wasm.ts";
 import { loadNativeBmm } from "../native/load.ts";
 
@@ -38,12 +38,12 @@ async function main(): Promise<number> {
   await initWasmBackend({ bytes: await tfjsWasmBytes(), bmm: loadNativeBmm() });
   let engine;
   try {
-    engine = await loadPc2Engine(fileAssets(cli.model));
+    engine = new Pc2Engine(await loadPackage(fileAssets(cli.model), cli.model));
   } catch (error) {
     throw new CliError(`cannot load the model in ${cli.model}: ${(error as Error).message}`, false);
   }
   const server = Bun.serve({ port: cli.port, hostname: cli.host, fetch: createApp({ engine }).fetch });
-  console.log(`edge: serving ${cli.model} on http://${server.hostname}:${server.port}`);
+  console.log(`edge: serving ${cli.model} (manifest digest ${engine.pkg.json.digest}) on http://${server.hostname}:${server.port}`);
   return 0;
 }
 

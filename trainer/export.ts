@@ -7,7 +7,7 @@ import { existsSync, mkdirSync, renameSync, rmSync, writeFileSync } from "node:f
 import { dirname, join, resolve } from "node:path";
 import type { VocabFile } from "../shared/formats/vocab";
 import type { SgrafConfig } from "../shared/model/config";
-import { type ExportDtype, type Gallery, encodeModelPackage } from "../shared/model/package";
+import { type ExportDtype, type Gallery, MODEL_JSON, encodeModelPackage } from "../shared/model/package";
 import { ParamStore } from "../shared/model/params";
 import { readCheckpointFile } from "./checkpoint";
 import { outputError, temporaryName } from "./files";
@@ -36,7 +36,7 @@ export function buildGallery(nets: ParamStore[], split: CaptionSplit, vocab: Voc
 }
 
 /** Writes the model directory `out` (atomically: a temporary directory renamed into place). */
-export async function exportModel(out: string, input: ExportInput): Promise<{ dir: string; files: number; bytes: number }> {
+export async function exportModel(out: string, input: ExportInput): Promise<{ dir: string; files: number; bytes: number; digest: string }> {
   const gallery = input.gallery ? buildGallery(input.nets, input.gallery, input.vocab, input.batchSize) : null;
   const files = await encodeModelPackage({
     config: input.config,
@@ -65,7 +65,8 @@ export async function exportModel(out: string, input: ExportInput): Promise<{ di
     rmSync(tmp, { recursive: true, force: true });
     throw outputError(dir, e);
   }
-  return { dir, files: files.size, bytes };
+  const { digest } = JSON.parse(new TextDecoder().decode(files.get(MODEL_JSON)!)) as { digest: string };
+  return { dir, files: files.size, bytes, digest };
 }
 
 /**

@@ -24,6 +24,8 @@ import * as tf from "./tf";
 
 export const MODEL_JSON = "model.json";
 export const PACKAGE_FORMAT = "pc2-tfjs-model";
+/** 2: the manifest carries its own digest. */
+export const PACKAGE_VERSION = 2;
 export const SHARD_BYTES = 4 * 1024 * 1024;
 
 /** Storage types of exported tensors (transformers.js-style: a small enum, defaults per runtime). */
@@ -63,7 +65,9 @@ const FileInfoSchema = v.object({ bytes: v.pipe(v.number(), v.integer(), v.minVa
 
 export const ModelJsonSchema = v.object({
   format: v.literal(PACKAGE_FORMAT),
-  version: v.literal(1),
+  version: v.literal(PACKAGE_VERSION),
+  /** SHA-256 of the canonical manifest without this field (manifestDigest): an edited count or name is refused. */
+  digest: v.pipe(v.string(), v.regex(/^[0-9a-f]{64}$/)),
   config: SgrafConfigSchema,
   nets: v.pipe(v.array(v.picklist(["A", "B", "net"])), v.minLength(1)),
   dtype: v.picklist(EXPORT_DTYPES),
@@ -71,14 +75,17 @@ export const ModelJsonSchema = v.object({
   weightsManifest: v.array(GroupSchema),
   files: v.record(v.string(), FileInfoSchema),
   gallery: v.nullable(
-    v.object({
-      split: v.string(),
-      images: v.pipe(v.number(), v.integer(), v.minValue(1)),
-      captions: v.pipe(v.number(), v.integer(), v.minValue(1)),
-      perCaptions: v.pipe(v.number(), v.integer(), v.minValue(1)),
-      manifest: v.array(GroupSchema),
-      texts: v.string(),
-    }),
+    v.pipe(
+      v.object({
+        split: v.string(),
+        images: v.pipe(v.number(), v.integer(), v.minValue(1)),
+        captions: v.pipe(v.number(), v.integer(), v.minValue(1)),
+        perCaptions: v.pipe(v.number(), v.integer(), v.minValue(1)),
+        manifest: v.array(GroupSchema),
+        texts: v.string(),
+      }),
+      v.check((g) => g.captions === g.images * g.perCaptions, "captions must be images × perCaptions"),
+    ),
   ),
   runConfig: v.optional(v.record(v.string(), v.unknown())),
 });
@@ -205,9 +212,9 @@ export async function encodeModelPackage(input: PackageInput): Promise<Map<strin
   }
   const fileInfo: Record<string, { bytes: number; sha256: string }> = {};
   for (const [name, bytes] of files) fileInfo[name] = { bytes: bytes.length, sha256: await sha256Hex(bytes) };
-  const json: ModelJson = {
+  const unsigned: Omit<ModelJson, "digest"> = {
     format: PACKAGE_FORMAT,
-    version: 1,
+    version: PACKAGE_VERSION,
     config: input.config,
     nets: input.netNames as ModelJson["nets"],
     dtype: input.dtype,
@@ -217,8 +224,25 @@ export async function encodeModelPackage(input: PackageInput): Promise<Map<strin
     gallery,
     runConfig: input.runConfig,
   };
+  const json: ModelJson = { ...unsigned, digest: await manifestDigest(unsigned) };
   files.set(MODEL_JSON, enc.encode(`${JSON.stringify(json, null, 1)}\n`));
   return files;
+}
+
+/** JSON with object keys sorted at every level: the same manifest always gives the same text. */
+function canonicalJson(x: unknown): string {
+  if (Array.isArray(x)) return `[${x.map(canonicalJson).join(",")}]`;
+  if (x !== null && typeof x === "object") {
+    const entries = Object.entries(x as Record<string, unknown>).filter(([, value]) => value !== undefined);
+    return `{${entries.sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([k, value]) => `${JSON.stringify(k)}:${canonicalJson(value)}`).join(",")}}`;
+  }
+  return JSON.stringify(x);
+}
+
+/** The manifest's digest: SHA-256 of its canonical JSON without the `digest` field. */
+export async function manifestDigest(manifest: Record<string, unknown>): Promise<string> {
+  const { digest: _, ...rest } = manifest;
+  return sha256Hex(new TextEncoder().encode(canonicalJson(rest)));
 }
 
 export async function sha256Hex(bytes: Uint8Array): Promise<string> {
@@ -237,9 +261,17 @@ export async function decodeModelPackage(modelJson: Uint8Array, read: (name: str
   } catch (e) {
     throw new FormatError(`${source}/${MODEL_JSON}`, `not valid JSON (${(e as Error).message})`);
   }
+  const where = `${source}/${MODEL_JSON}`;
+  const version = (raw as { version?: unknown } | null)?.version;
+  if (typeof version === "number" && version !== PACKAGE_VERSION) {
+    throw new FormatError(where, `package version ${version}; this code reads version ${PACKAGE_VERSION} (re-export the model with bun run export)`);
+  }
   const r = v.safeParse(ModelJsonSchema, raw);
-  if (!r.success) throw new FormatError(`${source}/${MODEL_JSON}`, `${v.getDotPath(r.issues[0]) ?? "(root)"}: ${r.issues[0].message}`);
+  if (!r.success) throw new FormatError(where, `${v.getDotPath(r.issues[0]) ?? "(root)"}: ${r.issues[0].message}`);
   const json = r.output;
+  if ((await manifestDigest(raw as Record<string, unknown>)) !== json.digest) {
+    throw new FormatError(where, "manifest digest mismatch: model.json was changed after export (a count, a name or the file list); re-export the model");
+  }
   const cache = new Map<string, Uint8Array>();
   const file = async (name: string) => {
     const hit = cache.get(name);
@@ -292,16 +324,19 @@ export async function decodeModelPackage(modelJson: Uint8Array, read: (name: str
     const lengths = Int32Array.from(texts.tokens, (t) => t.length);
     const offsets = new Int32Array(lengths.length);
     for (let i = 1; i < lengths.length; i++) offsets[i] = offsets[i - 1] + lengths[i - 1];
-    const need = (name: string) => {
+    const words = lengths.reduce((a, b) => a + b, 0);
+    // Every tensor must have the shape the gallery's counts imply: the counts are what the engine indexes by.
+    const need = (name: string, shape: number[]) => {
       const a = ga.get(name);
       if (!a) throw new FormatError(source, `gallery lacks ${name}`);
+      if (a.shape.join() !== shape.join()) throw new FormatError(where, `gallery tensor ${name} has shape [${a.shape}], the gallery's counts imply [${shape}]`);
       return a.data;
     };
     gallery = {
       split: g.split,
       perCaptions: g.perCaptions,
-      images: json.nets.map((n) => ({ count: g.images, embed: E, emb: need(`${n}.images.emb`), glo: need(`${n}.images.glo`) })),
-      captions: json.nets.map((n) => ({ count: g.captions, embed: E, lengths, offsets, emb: need(`${n}.captions.emb`), glo: need(`${n}.captions.glo`) })),
+      images: json.nets.map((n) => ({ count: g.images, embed: E, emb: need(`${n}.images.emb`, [g.images, REGIONS, E]), glo: need(`${n}.images.glo`, [g.images, E]) })),
+      captions: json.nets.map((n) => ({ count: g.captions, embed: E, lengths, offsets, emb: need(`${n}.captions.emb`, [words, E]), glo: need(`${n}.captions.glo`, [g.captions, E]) })),
       texts: texts.captions,
       tokens: texts.tokens,
     };

@@ -9,8 +9,8 @@ import { beforeAll, describe, expect, test } from "bun:test";
 import { resolve } from "node:path";
 import { fileAssets } from "../../edge/adapters/bun";
 import { Pc2Engine, loadPackage } from "../../shared/retrieval/pc2-engine";
-import { type Gallery, KEEP_FLOAT32_BELOW, type ModelPackage, MODEL_JSON, decodeModelPackage, encodeModelPackage } from "../../shared/model/package";
-import { similarityMatrix } from "../../shared/model/inference";
+import { type Gallery, KEEP_FLOAT32_BELOW, type ModelPackage, MODEL_JSON, decodeModelPackage, encodeModelPackage, manifestDigest } from "../../shared/model/package";
+import { ensembleSimilarity } from "../../shared/model/inference";
 import { initBackend } from "../../trainer/backend";
 import { loadSplit, loadVocabulary } from "../../trainer/data/datasets";
 import { ensureSynthetic } from "../../trainer/data/synthetic";
@@ -18,20 +18,17 @@ import { buildGallery } from "../../trainer/export";
 import { QUICK_MODEL_DIR } from "../../trainer/quick-eval";
 import { REPO_ROOT } from "../support";
 
+let uint8Files: Map<string, Uint8Array>;
+
 async function exported(pkg: ModelPackage, gallery: Gallery, dtype: "float32" | "uint8"): Promise<ModelPackage> {
   const files = await encodeModelPackage({ config: pkg.config, netNames: pkg.netNames, nets: pkg.nets, dtype, vocab: pkg.vocab, gallery });
+  if (dtype === "uint8") uint8Files = files;
   return decodeModelPackage(files.get(MODEL_JSON)!, (n) => files.get(n)!, dtype);
 }
 
 function ensembleSims(pkg: ModelPackage): Float32Array {
   const g = pkg.gallery!;
-  let acc: Float32Array | null = null;
-  pkg.nets.forEach((p, k) => {
-    const s = similarityMatrix(p, g.images[k], g.captions[k]);
-    if (!acc) acc = s;
-    else for (let i = 0; i < s.length; i++) acc[i] += s[i];
-  });
-  return acc!;
+  return ensembleSimilarity(pkg.nets, (k) => g.images[k], (k) => g.captions[k]);
 }
 
 function argmaxRows(s: Float32Array, rows: number, cols: number, transpose: boolean): Int32Array {
@@ -108,5 +105,45 @@ describe("uint8 export fidelity on the embedded test split", () => {
     };
     const [a, b] = [await size("float32"), await size("uint8")];
     expect(b).toBeLessThan(a * 0.35);
+  });
+});
+
+describe("model.json is checked against itself and against its files", () => {
+  const decodeWith = async (edit: (j: Record<string, any>) => void, resign: boolean) => {
+    const j = JSON.parse(new TextDecoder().decode(uint8Files.get(MODEL_JSON)!));
+    edit(j);
+    if (resign) j.digest = await manifestDigest(j);
+    try {
+      const pkg = await decodeModelPackage(new TextEncoder().encode(JSON.stringify(j)), (n) => uint8Files.get(n)!, "tampered");
+      for (const p of pkg.nets) p.dispose();
+      return "accepted";
+    } catch (e) {
+      return (e as Error).message;
+    }
+  };
+
+  test("an edited count is refused by the manifest digest (gallery.images 200 on a 100-image gallery, or 50)", async () => {
+    for (const images of [200, 50]) {
+      const msg = await decodeWith((j) => {
+        j.gallery.captions = images * j.gallery.perCaptions;
+        j.gallery.images = images;
+      }, false);
+      expect(msg).toMatch(/tampered\/model.json: manifest digest mismatch/);
+    }
+  });
+
+  test("a re-signed manifest whose counts disagree with the files is still refused", async () => {
+    // 200 images with 1,000 captions: consistent with perCaptions, not with the tensors' shapes.
+    const msg = await decodeWith((j) => {
+      j.gallery.images *= 2;
+      j.gallery.captions *= 2;
+    }, true);
+    expect(msg).toMatch(/gallery\.json: \d+ captions, model\.json says \d+|gallery tensor .* has shape \[.*\], the gallery's counts imply/);
+    expect(await decodeWith((j) => void (j.gallery.images = Math.floor(j.gallery.images / 2)), true)).toMatch(/captions must be images × perCaptions/);
+  });
+
+  test("an unchanged manifest decodes; a version-1 package asks to be re-exported", async () => {
+    expect(await decodeWith(() => {}, false)).toBe("accepted");
+    expect(await decodeWith((j) => void (j.version = 1), true)).toMatch(/package version 1; this code reads version 2 \(re-export/);
   });
 });

@@ -82,7 +82,7 @@ async function exportCommand(argv: string[]): Promise<number> {
       gallery,
       runConfig: { ...run, ...data },
     });
-    console.log(`exported ${model.kind} ${model.source} (nets ${model.names.join("+")}) as ${values.dtype} to ${r.dir}: ${r.files} files, ${(r.bytes / 1e6).toFixed(2)} MB${gallery ? `, gallery ${gallery.split} (${gallery.length} captions)` : ""}`);
+    console.log(`exported ${model.kind} ${model.source} (nets ${model.names.join("+")}) as ${values.dtype} to ${r.dir}: ${r.files} files, ${(r.bytes / 1e6).toFixed(2)} MB${gallery ? `, gallery ${gallery.split} (${gallery.length} captions)` : ""}; manifest digest ${r.digest}`);
     return 0;
   } catch (e) {
     if (e instanceof FormatError || e instanceof BackendUnavailableError || e instanceof OutputWriteError) throw new CliError(e.message, false);
