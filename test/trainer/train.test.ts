@@ -6,6 +6,7 @@ import { initBackend } from "../../trainer/backend";
 import { FormatError } from "../../shared/formats/ndarray";
 import { readCheckpointFile } from "../../trainer/checkpoint";
 import { exportRun } from "../../trainer/export";
+import { main as evalMain } from "../../trainer/cli/eval";
 import { writeReport } from "../../trainer/cli/train";
 import type { TrainConfig } from "../../trainer/config";
 import { readNoiseFile } from "../../trainer/data/noise";
@@ -330,5 +331,32 @@ describe("the export at the end of a run (exportRun)", () => {
     expect(String((seen.corrupt as Error).message)).toMatch(/checkpoint_best_validation\.safetensors.*checksum mismatch/);
     expect(seen.missingLog!.join("\n")).toMatch(/no checkpoint_best_validation\.safetensors .*exporting the final nets/);
     expect(seen.fallback).toBe(join(out, OUTPUT_FILES.model));
+  });
+});
+
+describe("dev and test files with one caption per image (where five are usual)", () => {
+  test("train validates and tests at one caption per image; bun run eval scores the split", async () => {
+    const dir = join(tmp.dir, "one-caption-data");
+    const one = tinyDataset(dir);
+    for (const split of ["dev", "test"]) {
+      const file = join(one.dataPath, one.dataName, `${split}_caps.txt`);
+      const lines = readFileSync(file, "utf8").split("\n").filter((l) => l !== "");
+      writeFileSync(file, `${lines.filter((_, i) => i % 5 === 0).join("\n")}\n`);
+    }
+    const out = join(tmp.dir, "run-one-caption");
+    const r = await train(tinyConfig(one, out, { module_name: "SAF", num_epochs: "1" }), recordingHooks());
+    const v = byType(readMetrics(out), "validation");
+    expect(v.map((x) => x.epoch)).toEqual(["warmup", 0]);
+    expect(r.test).not.toBeNull();
+    expect({ images: r.test!.images, captions: r.test!.captions }).toEqual({ images: 5, captions: 5 });
+    const lines: string[] = [];
+    const log = console.log;
+    console.log = (...a: unknown[]) => void lines.push(a.join(" "));
+    try {
+      expect(await evalMain(["--model_path", join(out, OUTPUT_FILES.best), "--backend", "wasm", "--json"])).toBe(0);
+    } finally {
+      console.log = log;
+    }
+    expect(JSON.parse(lines.at(-1)!).rsum).toBeCloseTo(r.test!.rsum, 6);
   });
 });

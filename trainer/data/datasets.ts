@@ -57,7 +57,12 @@ export interface CaptionSplit {
   imDiv: 1 | 5;
   /** Number of captions used (after the dev cap). */
   length: number;
-  /** Captions per image in evaluation (`per_captions` of co_train.validate). */
+  /**
+   * Captions per image in evaluation: `per_captions` of co_train.validate (5 for Flickr30K and
+   * MS-COCO, 1 for CC152K and NoW), except for a file that holds one caption per image where
+   * five are usual: it is evaluated with the official metric at one caption per image (the
+   * official code, and this one before, crashed on it at the first validation).
+   */
   perCaptions: 1 | 5;
   /** cc152k_precomp only: the image id of each caption (first TSV column). */
   imageIds?: string[];
@@ -222,7 +227,7 @@ export function loadSplit(opts: LoadSplitOptions): CaptionSplit {
     images,
     imDiv,
     length,
-    perCaptions: perCaptionsFor(dataName),
+    perCaptions: Math.min(perCaptionsFor(dataName), imDiv) as 1 | 5,
     ...(imageIds ? { imageIds } : {}),
   };
 }

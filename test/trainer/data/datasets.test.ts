@@ -71,7 +71,8 @@ describe("f30k_precomp / coco_precomp", () => {
     write(join(root, "f30k_precomp", "test_caps.txt"), CAPTIONS.join("\r\n"));
     const vocab = Vocabulary.fromWords(FIXTURE_WORDS);
     const s = loadSplit({ dataPath: root, dataName: "f30k_precomp", split: "test", vocab, vocabSize: vocab.length });
-    expect([s.imDiv, s.length]).toEqual([1, 5]);
+    // Evaluated at one caption per image (the official metric with per_captions 1), not at five.
+    expect([s.imDiv, s.length, s.perCaptions]).toEqual([1, 5, 1]);
     s.images.close();
   });
 });
