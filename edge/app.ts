@@ -54,6 +54,8 @@ export function createApp(options: EdgeAppOptions): Hono {
     }),
   );
 
+  app.use("/v1/*", emptyBodyIsEmptyObject);
+
   app.get(
     "/health",
     describeRoute({ summary: "Liveness, and whether the model is loaded", tags: ["meta"], responses: ok(responseSchemas.health) }),
@@ -238,6 +240,16 @@ async function jsonBodiesOnly(c: Context, next: () => Promise<void>): Promise<vo
       throw new HTTPException(415, { message: `Content-Type must be application/json, not ${JSON.stringify(type.slice(0, 100))}` });
     }
   }
+  await next();
+}
+
+/**
+ * One rule for bodies without content: none at all, or an empty (or blank) body with a JSON
+ * content type, both mean `{}`. Runs after the body limit, so the text it reads is bounded.
+ */
+async function emptyBodyIsEmptyObject(c: Context, next: () => Promise<void>): Promise<void> {
+  // Hono keeps the body it read as a promise per kind (its type says string); json() parses the text one.
+  if (c.req.raw.body !== null && (await c.req.text()).trim() === "") (c.req.bodyCache as unknown as { text: Promise<string> }).text = Promise.resolve("{}");
   await next();
 }
 

@@ -83,6 +83,8 @@ function kField(limits: EdgeLimits) {
   );
 }
 
+const isObject = (x: unknown) => typeof x === "object" && x !== null && !Array.isArray(x);
+
 const oneText = (q: { text?: string; tokens?: number[] }) => (q.text === undefined) !== (q.tokens === undefined);
 const oneImage = (q: { image?: number; features?: number[][] }) =>
   (q.image === undefined) !== (q.features === undefined);
@@ -98,7 +100,8 @@ export function requestSchemas(limits: EdgeLimits) {
   const tokens = tokensField(limits);
   const features = featuresField(limits);
   const k = kField(limits);
-  const early = <S extends v.GenericSchema>(s: S) => v.config(s, { abortEarly: true });
+  // A body is a JSON object: an array or a scalar is refused as such, before its keys are looked at.
+  const early = <S extends v.GenericSchema>(s: S) => v.config(v.pipe(v.custom<unknown>(isObject, "the request body must be a JSON object"), s), { abortEarly: true });
   return {
     searchImages: early(
       v.pipe(
@@ -138,7 +141,7 @@ export function requestSchemas(limits: EdgeLimits) {
     evaluate: early(
       v.strictObject({
         limit: v.optional(
-          v.pipe(index, v.minValue(1), v.description("Evaluate on the first `limit` gallery images.")),
+          v.pipe(v.number(), v.integer(), v.minValue(1), v.maxValue(Number.MAX_SAFE_INTEGER), v.description("Evaluate on the first `limit` gallery images.")),
         ),
       }),
     ),

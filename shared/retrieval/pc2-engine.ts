@@ -44,6 +44,10 @@ export class Pc2Engine implements RetrievalEngine {
     const words = tokenizeCaption(q.text ?? "");
     if (!words.length) throw new EngineInputError("text: tokenizes to no words");
     const ids = [this.vocab.start, ...words.map((w) => this.vocab!.id(w)), this.vocab.end];
+    // A query of unknown words only would rank the gallery by `<unk>`: an answer to nothing.
+    if (ids.every((id, i) => i === 0 || i === ids.length - 1 || id === this.vocab!.unk)) {
+      throw new EngineInputError(`text: no word of the query is in the model's vocabulary (${words.length} word${words.length === 1 ? "" : "s"}, all unknown)`);
+    }
     // Only the engine knows how many tokens a text makes; ids sent as `tokens` are checked by the caller.
     if (ids.length > this.maxTokens) throw new EngineInputError(`text: tokenizes to ${ids.length} tokens, at most ${this.maxTokens}`);
     return Int32Array.from(ids);

@@ -110,6 +110,9 @@ describe("happy paths", () => {
     expect(await (await post(app, "/v1/eval", { limit: 5 })).json()).toMatchObject({ images: 5, captions: 25 });
     const bare = await app.request("/v1/eval", { method: "POST" });
     expect(bare.status).toBe(200);
+    // One rule: an empty body with a JSON content type is {} as well, not "Malformed JSON".
+    const empty = await app.request("/v1/eval", { method: "POST", body: "", headers: { "content-type": "application/json" } });
+    expect(await empty.json()).toMatchObject({ images: 20, captions: 100 });
   });
 
   test("JSON media types with parameters or +json suffix are accepted", async () => {
@@ -132,7 +135,11 @@ const HOSTILE: Row[] = [
   // body shape and JSON
   ["malformed JSON", "/v1/search/images", "{", 400, "Malformed JSON"],
   ["trailing comma", "/v1/search/images", '{"text":"a",}', 400, "Malformed JSON"],
-  ["empty body", "/v1/search/images", "", 400, "Malformed JSON"],
+  ["empty body: {} (one rule with no body)", "/v1/search/images", "", 400, "body: give exactly one of text or tokens"],
+  ["blank body: {}", "/v1/search/images", " \n ", 400, "body: give exactly one of text or tokens"],
+  ["a JSON array body", "/v1/search/images", "[1,2]", 400, "body: the request body must be a JSON object"],
+  ["a JSON string body", "/v1/eval", '"x"', 400, "body: the request body must be a JSON object"],
+  ["limit negative names the real minimum", "/v1/eval", { limit: -5 }, 400, "limit: Invalid value: Expected >=1 but received -5"],
   ["body null", "/v1/search/images", "null", 400, "body"],
   ["body array", "/v1/search/images", "[]", 400, "body"],
   ["body string", "/v1/search/images", '"text"', 400, "body"],
