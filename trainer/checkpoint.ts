@@ -69,7 +69,8 @@ export const RunStateSchema = v.object({
   /** The model RNG (initialisation, dropout) after the last step. */
   modelRng: RandomStateSchema,
   bestRsum: v.number(),
-  bestEpoch: v.nullable(Int),
+  /** The epoch of the best validation: a co-training epoch, or "warmup" (--select all, --num_epochs 0). */
+  bestEpoch: v.nullable(v.union([Int, v.literal("warmup")])),
   /** Test result at the best validation so far (as results.json). */
   bestTest: v.nullable(SplitEvaluationSchema),
   /** The resolved configuration of the run (config.json). */
@@ -77,6 +78,12 @@ export const RunStateSchema = v.object({
   model: SgrafConfigSchema,
   /** Each net's learning rate at the step. */
   lr: v.object({ A: v.number(), B: v.number() }),
+  /** Each net's learning-rate factor: 1, divided by 10 after each collapse that --recovery restored. */
+  lrScale: v.optional(v.object({ A: v.number(), B: v.number() }), { A: 1, B: 1 }),
+  /** Each net's similarity std on the validation split after warmup: what a collapse is measured against. */
+  referenceStd: v.optional(v.nullable(v.object({ A: v.number(), B: v.number() })), null),
+  /** The checkpoint of the last good state (the start of the co-training epoch in progress), for --recovery. */
+  restorePoint: v.optional(v.nullable(v.string()), null),
 });
 export type RunState = v.InferOutput<typeof RunStateSchema>;
 

@@ -10,6 +10,11 @@ import { WARMUP_TYPES } from "../shared/model/steps";
 import { BACKENDS } from "./backend";
 import { DATA_NAMES, NOW_FOLDER_ALIAS, NOW_TOKENIZERS } from "./data/datasets";
 
+/** `--recovery`, `--select`, `--po_bank_index`: see their help. */
+export const RECOVERIES = ["restore", "off"] as const;
+export const SELECTIONS = ["official", "all"] as const;
+export const PO_BANK_INDEXES = ["dataset", "subset"] as const;
+
 type FlagType = "string" | "int" | "float" | "store_true" | "store_false";
 
 interface Flag {
@@ -17,7 +22,7 @@ interface Flag {
   default: string | number | boolean | null;
   help: string;
   choices?: readonly string[];
-  group: "data" | "training" | "model" | "noise" | "pc2" | "run" | "distributed";
+  group: "data" | "training" | "model" | "noise" | "pc2" | "beyond" | "run" | "distributed";
 }
 
 /** Every flag, in the order and with the defaults of the official run.py. */
@@ -27,7 +32,7 @@ export const FLAGS = {
   tokenizer: { type: "string", default: "bpe", help: "Token-id files of NoW: {bpe,bert,jieba}.", choices: NOW_TOKENIZERS, group: "data" },
   vocab_path: { type: "string", default: "data/vocab", help: "Path to saved vocabulary json files.", group: "data" },
   batch_size: { type: "int", default: 128, help: "Size of a training mini-batch.", group: "training" },
-  num_epochs: { type: "int", default: 50, help: "Number of co-training epochs (after warmup).", group: "training" },
+  num_epochs: { type: "int", default: 50, help: "Number of co-training epochs (after warmup); 0 trains warmup only and tests that model (plain SGRAF on the noisy pairs, the paper's baseline).", group: "training" },
   lr_update: { type: "int", default: 30, help: "Number of epochs to update the learning rate (x0.1).", group: "training" },
   learning_rate: { type: "float", default: 0.0002, help: "Initial learning rate.", group: "training" },
   workers: { type: "int", default: 0, help: "Number of data loader workers (accepted; batches are read in-process, see README).", group: "training" },
@@ -57,6 +62,9 @@ export const FLAGS = {
   resume: { type: "store_true", default: false, help: "Resume training from --model_path.", group: "pc2" },
   p_threshold: { type: "float", default: 0.5, help: "Clean probability threshold.", group: "pc2" },
   soft_margin: { type: "string", default: "exponential", help: "linear|exponential|sin", choices: SOFT_MARGINS, group: "pc2" },
+  recovery: { type: "string", default: "restore", help: "When a net collapses (its validation similarities nearly constant): restore it from the last checkpoint and divide its learning rate by 10 (restore), or carry on as the official code does (off). Collapses and degenerate splits are reported either way.", choices: RECOVERIES, group: "beyond" },
+  select: { type: "string", default: "official", help: "Model selection: official (best validation among co-training epochs, reset when pseudo-captioning starts) or all (best over the post-warmup model and every epoch).", choices: SELECTIONS, group: "beyond" },
+  po_bank_index: { type: "string", default: "dataset", help: "Where the unlabeled step stores PO outputs: under the captions' dataset ids (dataset) or, as the official code, at their positions inside the labeled/unlabeled subsets (subset).", choices: PO_BANK_INDEXES, group: "beyond" },
   gpu: { type: "int", default: null, help: "GPU id (with tfjs-node-gpu, TensorFlow uses the GPUs CUDA_VISIBLE_DEVICES exposes; set that instead).", group: "run" },
   seed: { type: "int", default: 0, help: "Random seed.", group: "run" },
   output_dir: { type: "string", default: "output/<time>", help: "Output dir (default output/<YYYY_MM_DD_HH_MM_SS>).", group: "run" },
@@ -220,6 +228,7 @@ export function trainHelp(): string {
     model: "Model",
     noise: "Noise",
     pc2: "PC2 (warmup, split, co-training)",
+    beyond: "Beyond the official code (--recovery off --select official --po_bank_index subset is the official behaviour)",
     run: "Running",
     distributed: "Distributed (accepted for compatibility with run.py command lines)",
   };

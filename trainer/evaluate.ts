@@ -4,6 +4,7 @@
  * all pairs by shards, average the similarity matrices of the nets, then i2t / t2i.
  */
 import * as v from "valibot";
+import { type SimilaritySpread, SimilaritySpreadSchema, similaritySpread } from "../shared/eval/diagnostics";
 import { type RecallReport, RecallReportSchema, evaluateRecall, fold5, formatRecall } from "../shared/eval/metrics";
 import { type EncodedCaptions, type EncodedImages, type ShardOptions, concatCaptions, concatImages, encodeCaptions, encodeImages, ensembleSimilarity, sliceCaptions, selectImages } from "../shared/model/inference";
 import type { ParamStore } from "../shared/model/params";
@@ -52,7 +53,13 @@ export function padCaptions(caps: readonly Int32Array[]): { tokens: Int32Array; 
 }
 
 /** Similarities [nImages, nCaptions] of a split's encodings, optionally of some images and a caption range, averaged over the nets. */
-export function ensembleSims(encoded: EncodedSplit[], nets: ParamStore[], o: Partial<ShardOptions> = {}, images?: ArrayLike<number>, captions?: [number, number]): Float32Array {
+export function ensembleSims(
+  encoded: EncodedSplit[],
+  nets: ParamStore[],
+  o: Partial<ShardOptions> & { onNet?: (k: number, sims: Float32Array) => void } = {},
+  images?: ArrayLike<number>,
+  captions?: [number, number],
+): Float32Array {
   return ensembleSimilarity(
     nets,
     (k) => (images ? selectImages(encoded[k].images, images) : encoded[k].images),
@@ -67,6 +74,8 @@ export const SplitEvaluationSchema = v.object({
   captions: v.number(),
   /** MS-COCO five-fold results when requested (the report's i2t/t2i/rsum are then the fold means). */
   folds: v.optional(v.array(RecallReportSchema)),
+  /** How spread each net's own similarities are, in net order (the whole split; not with fold5). */
+  spreads: v.optional(v.array(SimilaritySpreadSchema)),
 });
 export type SplitEvaluation = v.InferOutput<typeof SplitEvaluationSchema>;
 
@@ -83,8 +92,9 @@ export function evaluateSplit(nets: ParamStore[], split: CaptionSplit, o: EvalOp
     }, { folds: 5, imagesPerFold: per, perCaptions });
     return { i2t: report.i2t, t2i: report.t2i, rsum: report.rsum, folds: report.perFold, images: nImages, captions: split.length };
   }
-  const sims = ensembleSims(encoded, nets, o);
-  return { ...evaluateRecall(sims, nImages, perCaptions), images: nImages, captions: split.length };
+  const spreads: SimilaritySpread[] = [];
+  const sims = ensembleSims(encoded, nets, { ...o, onNet: (k, s) => (spreads[k] = similaritySpread(s, nImages, perCaptions)) });
+  return { ...evaluateRecall(sims, nImages, perCaptions), images: nImages, captions: split.length, spreads };
 }
 
 /** The official metric lines of evalrank. */

@@ -7,6 +7,7 @@
  * and the learning rate of a step accept `null`: the record of a run that went to NaN still parses.
  */
 import * as v from "valibot";
+import { SimilaritySpreadSchema } from "../shared/eval/diagnostics";
 import { RecallMetricsSchema } from "../shared/eval/metrics";
 
 export type { RecallMetrics } from "../shared/eval/metrics";
@@ -91,6 +92,8 @@ export const SplitRecordSchema = v.object({
   recall: v.nullable(Share),
   gmm: GmmParamsSchema,
   hist: HistogramSchema,
+  /** ROC-AUC of the criterion (higher loss or inconsistency = noisy) against the known noisy captions; null when unknown. */
+  auc: v.optional(v.nullable(v.number())),
 });
 
 
@@ -105,6 +108,26 @@ export const ValidationRecordSchema = v.object({
   rsum: v.number(),
   /** Whether this validation improved on the best so far (and so triggered a test). */
   best: v.boolean(),
+  /** Each net's similarity spread on the validation split. */
+  spread: v.optional(v.object({ A: SimilaritySpreadSchema, B: SimilaritySpreadSchema })),
+  /** True for the validation repeated after a collapsed net was restored. */
+  recovered: v.optional(v.boolean()),
+});
+
+/** What the diagnostics flag: a split that keeps (nearly) nothing or everything, or a collapsed net. */
+export const ALARMS = ["degenerate_split", "collapsed_net"] as const;
+
+/** A problem the run noticed, and what it did about it. */
+export const AlarmRecordSchema = v.object({
+  type: v.literal("alarm"),
+  kind: v.picklist(ALARMS),
+  epoch: Int,
+  net: v.picklist(NETS),
+  /** The measured value (the split's clean share, or the net's similarity std) and the rule's bound. */
+  value: v.number(),
+  threshold: v.number(),
+  /** What was done: "reported", or the recovery applied. */
+  action: v.string(),
 });
 
 export const TestRecordSchema = v.object({
@@ -141,6 +164,7 @@ export const MetricsRecordSchema = v.variant("type", [
   TestRecordSchema,
   EpochRecordSchema,
   EventRecordSchema,
+  AlarmRecordSchema,
 ]);
 
 export type StepRecord = v.InferOutput<typeof StepRecordSchema>;
@@ -151,6 +175,7 @@ export type ValidationRecord = v.InferOutput<typeof ValidationRecordSchema>;
 export type TestRecord = v.InferOutput<typeof TestRecordSchema>;
 export type EpochRecord = v.InferOutput<typeof EpochRecordSchema>;
 export type EventRecord = v.InferOutput<typeof EventRecordSchema>;
+export type AlarmRecord = v.InferOutput<typeof AlarmRecordSchema>;
 export type MetricsRecord = v.InferOutput<typeof MetricsRecordSchema>;
 
 const RECORD_TYPES = MetricsRecordSchema.options.map((o) => o.entries.type.literal);

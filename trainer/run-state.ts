@@ -27,8 +27,14 @@ export interface Run {
   modelRng: Random;
   split: { A: NetSplit; B: NetSplit } | null;
   bestRsum: number;
-  bestEpoch: number | null;
+  bestEpoch: number | "warmup" | null;
   bestTest: SplitEvaluation | null;
+  /** Each net's learning-rate factor (1 until a collapse is recovered; then ÷10 each time). */
+  lrScale: { A: number; B: number };
+  /** The checkpoint holding the state at the start of the co-training epoch in progress. */
+  restorePoint: string | null;
+  /** Each net's similarity std on the validation split after warmup (the collapse rule's reference). */
+  referenceStd: { A: number; B: number } | null;
 }
 
 /** Raised for a run that cannot go on (a NaN loss, a checkpoint that does not fit the data). */
@@ -70,6 +76,9 @@ export function startRun(config: TrainConfig, model: SgrafConfig, data: Data, lo
     bestRsum: 0,
     bestEpoch: null,
     bestTest: null,
+    lrScale: { A: 1, B: 1 },
+    restorePoint: null,
+    referenceStd: null,
   };
   if (!config.model_path) return run;
   if (!existsSync(config.model_path)) throw new TrainingFault(`=> no checkpoint found at '${config.model_path}'`);
@@ -88,6 +97,7 @@ export function startRun(config: TrainConfig, model: SgrafConfig, data: Data, lo
     log(`=> load warmup checkpoint '${config.model_path}'`);
     run.cursor = { stage: "cotrain", epoch: 0, part: 0, step: 0, dataRng: st.cursor.dataRng };
     run.modelRng = Random.fromState(st.modelRng);
+    run.restorePoint = config.model_path;
     return run;
   }
   log(`=> resume training from checkpoint '${config.model_path}' (${st.cursor.stage} epoch ${st.cursor.epoch}, ${partName(st.cursor)}, step ${st.cursor.step})`);
@@ -99,6 +109,9 @@ export function startRun(config: TrainConfig, model: SgrafConfig, data: Data, lo
   run.bestRsum = st.bestRsum;
   run.bestEpoch = st.bestEpoch;
   run.bestTest = st.bestTest;
+  run.lrScale = st.lrScale;
+  run.restorePoint = st.restorePoint;
+  run.referenceStd = st.referenceStd;
   run.nets.A.optimizer.lr = st.lr.A;
   run.nets.B.optimizer.lr = st.lr.B;
   return run;
@@ -115,11 +128,29 @@ export async function saveRun(run: Run, path: string): Promise<void> {
       bestTest: run.bestTest,
       config: run.config as unknown as Record<string, unknown>,
       model: run.model,
+      lrScale: run.lrScale,
+      restorePoint: run.restorePoint,
+      referenceStd: run.referenceStd,
     },
     nets: run.nets,
     banks: run.banks,
     split: run.split,
   });
+}
+
+/**
+ * Puts net `k` back to its state in the checkpoint `path`: parameters, Adam state and PO bank (the
+ * recovery of a collapsed net). The other net and the schedule are left as they are.
+ */
+export function restoreNet(run: Run, k: "A" | "B", path: string): void {
+  const ck = restoreCheckpoint(path, run.model, { optimizers: true, learningRate: run.nets[k].optimizer.lr });
+  run.nets[k].params.dispose();
+  run.nets[k].optimizer.reset();
+  run.nets[k] = ck.nets[k];
+  run.banks[k] = ck.banks[k];
+  const other = k === "A" ? "B" : "A";
+  ck.nets[other].params.dispose();
+  ck.nets[other].optimizer.reset();
 }
 
 /** Moves to the next part; its draws continue the data stream where the finished part left it. */

@@ -11,8 +11,9 @@
  * that an interrupted run resumes at the very next step with identical state.
  */
 import { appendFileSync, mkdirSync } from "node:fs";
-import { join, resolve } from "node:path";
+import { basename, join, resolve } from "node:path";
 import { cleanComponent, fitGmm1D } from "../shared/eval/gmm";
+import { COLLAPSE_RATIO, DEGENERATE_SPLIT_SHARE, collapsed, degenerateSplit, rocAuc } from "../shared/eval/diagnostics";
 import { formatRecall } from "../shared/eval/metrics";
 import { klConsistency, minMaxNormalize, splitPrecisionRecall, splitProb } from "../shared/eval/split";
 import { sgrafConfig } from "../shared/model/config";
@@ -26,8 +27,8 @@ import { copyFileAtomic, outputError, removeStaleTemporaries, writeFileAtomic } 
 import { type TrainBatch, batchCount, shuffledBatches } from "./data/batches";
 import { type Data, loadData } from "./data/load";
 import { type SplitEvaluation, evaluateSplit, formatMetricLines } from "./evaluate";
-import type { MetricsRecord, Net as NetName, Phase } from "./metrics";
-import { COTRAIN_PARTS, type NetSplit, type Run, TrainingFault, WARMUP_PARTS, disposeRun, nextEpoch, nextPart, partName, saveRun, startRun } from "./run-state";
+import type { AlarmRecord, MetricsRecord, Net as NetName, Phase } from "./metrics";
+import { COTRAIN_PARTS, type NetSplit, type Run, TrainingFault, WARMUP_PARTS, disposeRun, nextEpoch, nextPart, partName, restoreNet, saveRun, startRun } from "./run-state";
 
 export type { Data } from "./data/load";
 export type { Run } from "./run-state";
@@ -53,7 +54,7 @@ export class TrainingInterrupted extends Error {
 
 export interface TrainResult {
   outputDir: string;
-  bestEpoch: number | null;
+  bestEpoch: number | "warmup" | null;
   bestRsum: number;
   test: SplitEvaluation | null;
   lastValidation: SplitEvaluation | null;
@@ -109,13 +110,24 @@ export async function train(config0: TrainConfig, hooks: TrainHooks, options: { 
   };
   const ctx: PartContext = { run, data, hooks, metrics, interrupt };
   let lastValidation: SplitEvaluation | null = null;
-  const validate = (): SplitEvaluation => {
+  /** The official validation, with each net's similarity spread recorded beside the recalls. */
+  const validate = (epoch: number | "warmup", best: (v: SplitEvaluation) => boolean, recovered = false): SplitEvaluation => {
     hooks.log("Validating ...");
     const r = evaluateSplit([run.nets.A.params, run.nets.B.params], data.dev, { batchSize: config.batch_size });
     hooks.log(`Image to text: ${formatRecall(r.i2t)}`);
     hooks.log(`Text to image: ${formatRecall(r.t2i)}`);
+    const spread = { A: r.spreads![0], B: r.spreads![1] };
+    metrics({ type: "validation", epoch, i2t: r.i2t, t2i: r.t2i, rsum: r.rsum, best: best(r), spread, ...(recovered ? { recovered } : {}) });
     lastValidation = r;
     return r;
+  };
+  /** A test at a best validation: the checkpoint of this state becomes the best one. */
+  const keepBest = async (epoch: number | "warmup", v: SplitEvaluation) => {
+    run.bestRsum = v.rsum;
+    run.bestEpoch = epoch;
+    run.bestTest = test(ctx, epoch);
+    await saveRun(run, join(outputDir, OUTPUT_FILES.latest));
+    copyFileAtomic(join(outputDir, OUTPUT_FILES.latest), join(outputDir, OUTPUT_FILES.best));
   };
 
   try {
@@ -134,39 +146,49 @@ export async function train(config0: TrainConfig, hooks: TrainHooks, options: { 
         run.nets[k].optimizer.reset();
         run.nets[k].optimizer = new Adam({ lr: config.learning_rate });
       }
-      run.cursor = { stage: "cotrain", epoch: 0, part: 0, step: 0, dataRng: run.cursor.dataRng };
-      await saveRun(run, join(outputDir, OUTPUT_FILES.warmup(Math.max(0, config.warmup_epoch - 1))));
-      const v = validate();
-      metrics({ type: "validation", epoch: "warmup", i2t: v.i2t, t2i: v.t2i, rsum: v.rsum, best: false });
+      run.cursor = { stage: config.num_epochs > 0 ? "cotrain" : "done", epoch: 0, part: 0, step: 0, dataRng: run.cursor.dataRng };
+      run.restorePoint = join(outputDir, OUTPUT_FILES.warmup(Math.max(0, config.warmup_epoch - 1)));
+      await saveRun(run, run.restorePoint);
+      // The post-warmup model is a candidate with --select all, and the result with --num_epochs 0
+      // (plain SGRAF on the noisy pairs); the official selection starts after it.
+      const candidate = config.select === "all" || config.num_epochs === 0;
+      const v = validate("warmup", () => candidate);
+      run.referenceStd = { A: v.spreads![0].std, B: v.spreads![1].std };
+      if (candidate) await keepBest("warmup", v);
+      writeResults(outputDir, run);
     }
 
     // Co-training: per epoch split → train A → train B → validate → test at the best → checkpoint.
     hooks.log("* Co-training");
+    if (run.cursor.stage === "cotrain" && run.referenceStd === null) {
+      // Started from a warmup checkpoint: the collapse rule's reference is the loaded nets' spread.
+      const r = evaluateSplit([run.nets.A.params, run.nets.B.params], data.dev, { batchSize: config.batch_size });
+      run.referenceStd = { A: r.spreads![0].std, B: r.spreads![1].std };
+      hooks.log(`similarity spread of the loaded nets on the validation split: std A ${run.referenceStd.A.toExponential(2)}, B ${run.referenceStd.B.toExponential(2)}`);
+    }
     while (run.cursor.stage === "cotrain" && run.cursor.epoch < config.num_epochs) {
       const epoch = run.cursor.epoch;
       const t0 = performance.now();
       const lr = learningRate(config, epoch);
-      run.nets.A.optimizer.lr = lr;
-      run.nets.B.optimizer.lr = lr;
-      hooks.log(`Epoch [${epoch}/${config.num_epochs}] lr ${lr}`);
+      run.nets.A.optimizer.lr = lr * run.lrScale.A;
+      run.nets.B.optimizer.lr = lr * run.lrScale.B;
+      hooks.log(`Epoch [${epoch}/${config.num_epochs}] lr ${lr}${run.lrScale.A !== 1 || run.lrScale.B !== 1 ? ` (× ${run.lrScale.A} for A, × ${run.lrScale.B} for B after recoveries)` : ""}`);
       while (run.cursor.part < COTRAIN_PARTS.length) {
         const part = COTRAIN_PARTS[run.cursor.part];
         nextPart(run, part === "split" ? await splitPart(ctx) : await trainPart(ctx, part === "train A" ? "A" : "B"));
       }
-      if (epoch === config.warmup_epoch_2) run.bestRsum = 0; // the official reset when pseudo-captioning starts
-      const v = validate();
-      const isBest = v.rsum > run.bestRsum;
-      if (isBest) {
-        run.bestRsum = v.rsum;
-        run.bestEpoch = epoch;
-      }
-      metrics({ type: "validation", epoch, i2t: v.i2t, t2i: v.t2i, rsum: v.rsum, best: isBest });
+      if (epoch === config.warmup_epoch_2 && config.select === "official") run.bestRsum = 0; // the official reset when pseudo-captioning starts
+      const isBest = (r: SplitEvaluation) => r.rsum > run.bestRsum;
+      // A validation whose collapsed net is about to be restored is not a candidate; the one after is.
+      const willRestore = (r: SplitEvaluation) => config.recovery === "restore" && run.restorePoint !== null && netCollapsed(run, r).length > 0;
+      let v = validate(epoch, (r) => !willRestore(r) && isBest(r));
+      if (recoverCollapsed(ctx, epoch, v)) v = validate(epoch, isBest, true);
       metrics({ type: "epoch", phase: "train", epoch, seconds: (performance.now() - t0) / 1000, lr });
       nextEpoch(run);
       run.split = null;
-      if (isBest) run.bestTest = test(ctx, epoch);
-      await saveRun(run, join(outputDir, OUTPUT_FILES.latest));
-      if (isBest) copyFileAtomic(join(outputDir, OUTPUT_FILES.latest), join(outputDir, OUTPUT_FILES.best));
+      if (isBest(v)) await keepBest(epoch, v);
+      else await saveRun(run, join(outputDir, OUTPUT_FILES.latest));
+      run.restorePoint = join(outputDir, OUTPUT_FILES.latest);
       writeResults(outputDir, run);
     }
     writeResults(outputDir, run);
@@ -298,7 +320,11 @@ async function splitPart(ctx: PartContext): Promise<RandomState> {
       if (split.forced) hooks.log("No estimated noisy data. Enforce the 1/100 data with small probability to be unlabeled.");
       const q = known ? splitPrecisionRecall(split.clean, data.noise.noisy) : null;
       const selected = split.clean.reduce((a, v) => a + (v ? 0 : 1), 0);
-      hooks.log(`Split ${k} by ${by}: ${selected} of ${N} selected noisy${q ? `, precision ${q.precision.toFixed(4)}, recall ${q.recall.toFixed(4)}` : ""}`);
+      // How well the criterion alone separates the known noisy pairs, whatever threshold the mixture picks.
+      const auc = known ? rocAuc(values, data.noise.noisy) : null;
+      hooks.log(`Split ${k} by ${by}: ${selected} of ${N} selected noisy${q ? `, precision ${q.precision.toFixed(4)}, recall ${q.recall.toFixed(4)}, AUC ${auc!.toFixed(3)}` : ""}`);
+      // The loss split is what the peer trains on: one that keeps (nearly) nothing or everything starves or floods it.
+      if (by === "loss" && degenerateSplit((N - selected) / N)) alarm(ctx, "degenerate_split", run.cursor.epoch, k, (N - selected) / N, DEGENERATE_SPLIT_SHARE, `reported: net ${k === "A" ? "B" : "A"} trains on it`);
       ctx.metrics({
         type: "split",
         epoch: run.cursor.epoch,
@@ -311,6 +337,7 @@ async function splitPart(ctx: PartContext): Promise<RandomState> {
         recall: q ? q.recall : null,
         gmm: { means: [...gmm.means], variances: [...gmm.variances], weights: [...gmm.weights] },
         hist: histogram(x, known ? data.noise.noisy : null, 50),
+        auc: auc !== null && Number.isFinite(auc) ? auc : null,
       });
       parts[by] = { prob, clean: split.clean };
     }
@@ -382,8 +409,11 @@ async function trainPart(ctx: PartContext, which: "A" | "B"): Promise<RandomStat
       meter.add(r.losses, bl.size);
       if (useUnlabeled && bu) {
         const u = unlabeledStep(net, bu, bl, stepOptions(run));
-        writeBank(run.banks[which], bu.ids, u.bank);
-        writeBank(run.banks[which], bl.ids, u.bankLabeled!);
+        // --po_bank_index subset: the official code stores these under the batch's positions inside
+        // the unlabeled / labeled subsets, which are other captions' entries in the bank.
+        const subset = c.po_bank_index === "subset";
+        writeBank(run.banks[which], subset ? bu.positions : bu.ids, u.bank);
+        writeBank(run.banks[which], subset ? bl.positions : bl.ids, u.bankLabeled!);
         meter.add({ triplet_loss_u: u.losses.triplet_loss }, bu.size);
       }
     } catch (e) {
@@ -395,8 +425,44 @@ async function trainPart(ctx: PartContext, which: "A" | "B"): Promise<RandomStat
   return rng.state();
 }
 
+/** Records what the diagnostics found, and logs it where a user will see it. */
+function alarm(ctx: PartContext, kind: AlarmRecord["kind"], epoch: number | "warmup", net: NetName, value: number, threshold: number, action: string): void {
+  const what = kind === "collapsed_net" ? `net ${net} COLLAPSED: its validation similarities have std ${value.toExponential(2)} (< ${threshold.toExponential(2)}, a tenth of its spread after warmup); its ranking is near chance` : `net ${net}'s split is DEGENERATE: it keeps ${(100 * value).toFixed(1)}% of the pairs as clean`;
+  ctx.hooks.log(`!! epoch ${epoch}: ${what}; ${action}`);
+  ctx.metrics({ type: "alarm", kind, epoch: epoch === "warmup" ? 0 : epoch, net, value, threshold, action });
+}
+
+/**
+ * After a co-training epoch's validation: a collapsed net is reported and, with --recovery
+ * restore, put back to its state at the start of the epoch (the last checkpoint) with its learning
+ * rate divided by 10 from then on. Returns whether a net was restored (the validation is then redone).
+ */
+function recoverCollapsed(ctx: PartContext, epoch: number, v: SplitEvaluation): boolean {
+  const { run } = ctx;
+  let restored = false;
+  for (const k of netCollapsed(run, v)) {
+    const std = v.spreads![k === "A" ? 0 : 1].std;
+    const bound = COLLAPSE_RATIO * run.referenceStd![k];
+    if (run.config.recovery === "restore" && run.restorePoint) {
+      restoreNet(run, k, run.restorePoint);
+      run.lrScale[k] /= 10;
+      alarm(ctx, "collapsed_net", epoch, k, std, bound, `restored from ${basename(run.restorePoint)}, learning rate × ${run.lrScale[k]} from now on (--recovery restore)`);
+      restored = true;
+    } else {
+      alarm(ctx, "collapsed_net", epoch, k, std, bound, run.config.recovery === "off" ? "reported (--recovery off)" : "reported (no checkpoint to restore from)");
+    }
+  }
+  return restored;
+}
+
+/** The nets whose validation similarities went nearly constant against their own post-warmup spread. */
+function netCollapsed(run: Run, v: SplitEvaluation): NetName[] {
+  if (!run.referenceStd) return [];
+  return (["A", "B"] as const).filter((k, i) => collapsed(v.spreads![i], run.referenceStd![k]));
+}
+
 /** The official test at a best validation (MS-COCO: five 1K folds, and the full 5K printed beside). */
-function test(ctx: PartContext, epoch: number): SplitEvaluation {
+function test(ctx: PartContext, epoch: number | "warmup"): SplitEvaluation {
   const { run, data, hooks, metrics } = ctx;
   const nets = [run.nets.A.params, run.nets.B.params];
   const split = data.test.split as "test" | "testall";

@@ -172,13 +172,21 @@ export function similarityMatrix(p: ParamStore, imgs: EncodedImages, caps: Encod
 
 /**
  * Similarities averaged over the nets (the official `(sims_A + sims_B) / 2`): net k scores
- * `images(k)` against `captions(k)`, its own encodings of the same items.
+ * `images(k)` against `captions(k)`, its own encodings of the same items. `onNet` sees each
+ * net's matrix before it joins the average (the diagnostics measure each net's spread).
  */
-export function ensembleSimilarity(nets: readonly ParamStore[], images: (k: number) => EncodedImages, captions: (k: number) => EncodedCaptions, options: Partial<ShardOptions> = {}): Float32Array {
+export function ensembleSimilarity(
+  nets: readonly ParamStore[],
+  images: (k: number) => EncodedImages,
+  captions: (k: number) => EncodedCaptions,
+  options: Partial<ShardOptions> & { onNet?: (k: number, sims: Float32Array) => void } = {},
+): Float32Array {
   if (nets.length === 0) throw new RangeError("ensembleSimilarity: no nets");
   const out = similarityMatrix(nets[0], images(0), captions(0), options);
+  options.onNet?.(0, out);
   for (let k = 1; k < nets.length; k++) {
     const s = similarityMatrix(nets[k], images(k), captions(k), options);
+    options.onNet?.(k, s); // each net's own matrix, before it joins the average
     for (let i = 0; i < s.length; i++) out[i] += s[i];
   }
   if (nets.length > 1) for (let i = 0; i < out.length; i++) out[i] /= nets.length;

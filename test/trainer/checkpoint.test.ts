@@ -47,6 +47,9 @@ function makeCheckpoint(m: SgrafConfig, captions = 50, seed = 1): Checkpoint {
     bestTest: null,
     config: { data_name: "f30k_precomp", embed_size: m.embed_size },
     model: m,
+    lrScale: { A: 1, B: 0.1 },
+    restorePoint: "/somewhere/checkpoint_latest_validation.safetensors",
+    referenceStd: { A: 0.03, B: 0.02 },
   };
   // The split of the epoch in progress: probabilities and labels per caption, per net.
   const netSplit = () => ({
@@ -106,6 +109,7 @@ describe("checkpoint files", () => {
     }
     expect(r.state.lr).toEqual({ A: 0.001, B: 0.0001 });
     expect(r.state.cursor).toEqual(c.state.cursor);
+    expect([r.state.lrScale, r.state.restorePoint]).toEqual([c.state.lrScale, c.state.restorePoint]);
     expect(r.state.modelRng).toEqual(c.state.modelRng);
     for (const k of ["A", "B"] as const) {
       for (const f of ["prob", "clean", "probCtt", "cleanCtt"] as const) expect([k, f, Array.from(r.split![k][f])]).toEqual([k, f, Array.from(c.split![k][f])]);

@@ -91,9 +91,11 @@ function parseError(argv: string[]): CliError {
 const ALL_KEYS = [...Object.keys(OFFICIAL_DEFAULTS), "output_dir", "backend", "synthetic"];
 
 describe("parseTrainArgs: the official command lines", () => {
-  test("the flag table holds exactly run.py's flags (plus --backend)", () => {
+  test("the flag table holds exactly run.py's flags, plus --backend and the group beyond the official code", () => {
     const names = Object.keys(FLAGS).map((n) => n.replace(/-/g, "_"));
-    expect(names.sort()).toEqual([...Object.keys(OFFICIAL_DEFAULTS), "output_dir", "backend"].sort());
+    const beyond = Object.entries(FLAGS).filter(([, f]) => f.group === "beyond").map(([n]) => n);
+    expect(beyond.sort()).toEqual(["po_bank_index", "recovery", "select"]);
+    expect(names.sort()).toEqual([...Object.keys(OFFICIAL_DEFAULTS), "output_dir", "backend", ...beyond].sort());
   });
 
   test("any data flag alone: every other flag takes run.py's default", () => {

@@ -178,7 +178,7 @@ for (const moduleName of ["SGR", "SAF"] as const) {
     test("the log prints the official validation and test lines", () => {
       expect(hooks.lines.filter((l) => /^Image to text: [\d.]+, [\d.]+, [\d.]+, [\d.]+, [\d.]+$/.test(l)).length).toBe(3);
       if (result.bestEpoch !== null) expect(hooks.lines).toContainEqual(expect.stringMatching(/^rsum: \d+\.\d$/));
-      expect(hooks.lines).toContainEqual(expect.stringMatching(/^Split A by loss: \d+ of 50 selected noisy, precision [\d.]+, recall [\d.]+$/));
+      expect(hooks.lines).toContainEqual(expect.stringMatching(/^Split A by loss: \d+ of 50 selected noisy, precision [\d.]+, recall [\d.]+, AUC [\d.]+$/));
     });
 
     test("the report renders every chart from the run's metrics", async () => {

@@ -8,7 +8,7 @@ import type { MetricsRecord, SplitRecord, ValidationRecord } from "../metrics";
 export type RecordsByType = { [T in MetricsRecord["type"]]: Extract<MetricsRecord, { type: T }>[] };
 
 export function recordsByType(records: MetricsRecord[]): RecordsByType {
-  const byType: RecordsByType = { step: [], split: [], validation: [], test: [], epoch: [], event: [] };
+  const byType: RecordsByType = { step: [], split: [], validation: [], test: [], epoch: [], event: [], alarm: [] };
   // TypeScript cannot tie `r` to `byType[r.type]` through the union; the mapped type makes them agree.
   for (const r of records) (byType[r.type] as MetricsRecord[]).push(r);
   return byType;

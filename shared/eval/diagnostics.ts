@@ -1,0 +1,82 @@
+/**
+ * Diagnostics that make PC2's premise visible, beyond the official code: how well a per-sample
+ * criterion separates the noisy pairs (ROC-AUC), how spread a net's similarities are (a collapsed
+ * net scores every pair alike), and the rules that call a split degenerate or a net collapsed.
+ */
+import * as v from "valibot";
+
+/**
+ * ROC-AUC of `scores` for telling the positives (`labels[i]` = 1) from the rest: the probability
+ * that a random positive scores above a random negative, ties counting one half (the
+ * Mann-Whitney U statistic over the product of the class sizes). NaN when a class is empty.
+ */
+export function rocAuc(scores: ArrayLike<number>, labels: ArrayLike<number>): number {
+  const n = scores.length;
+  const order = Array.from({ length: n }, (_, i) => i).sort((a, b) => scores[a] - scores[b]);
+  let pos = 0;
+  let rankSum = 0;
+  for (let i = 0; i < n; ) {
+    let j = i;
+    while (j + 1 < n && scores[order[j + 1]] === scores[order[i]]) j++;
+    const midRank = (i + j) / 2 + 1; // 1-based average rank of the tie group
+    for (let k = i; k <= j; k++) {
+      if (labels[order[k]]) {
+        pos++;
+        rankSum += midRank;
+      }
+    }
+    i = j + 1;
+  }
+  const neg = n - pos;
+  if (pos === 0 || neg === 0) return Number.NaN;
+  return (rankSum - (pos * (pos + 1)) / 2) / (pos * neg);
+}
+
+/**
+ * How spread one net's similarity matrix is: mean and standard deviation over every (image,
+ * caption) pair, and over the matching pairs (caption j of image floor(j / perCaptions)).
+ */
+export const SimilaritySpreadSchema = v.object({ mean: v.number(), std: v.number(), meanPos: v.number(), stdPos: v.number() });
+export type SimilaritySpread = v.InferOutput<typeof SimilaritySpreadSchema>;
+
+/** The spread of a similarity matrix [nImages, nImages · perCaptions], rows images. */
+export function similaritySpread(sims: ArrayLike<number>, nImages: number, perCaptions: number): SimilaritySpread {
+  const nCaptions = nImages * perCaptions;
+  let s = 0;
+  let ss = 0;
+  for (let i = 0; i < sims.length; i++) {
+    s += sims[i];
+    ss += sims[i] * sims[i];
+  }
+  let p = 0;
+  let pp = 0;
+  for (let c = 0; c < nCaptions; c++) {
+    const v = sims[Math.floor(c / perCaptions) * nCaptions + c];
+    p += v;
+    pp += v * v;
+  }
+  const mean = s / sims.length;
+  const meanPos = p / nCaptions;
+  return { mean, std: Math.sqrt(Math.max(0, ss / sims.length - mean * mean)), meanPos, stdPos: Math.sqrt(Math.max(0, pp / nCaptions - meanPos * meanPos)) };
+}
+
+/** A split that keeps fewer than this share of the pairs, or more than 1 minus it, is degenerate. */
+export const DEGENERATE_SPLIT_SHARE = 0.01;
+
+export function degenerateSplit(cleanShare: number): boolean {
+  return cleanShare < DEGENERATE_SPLIT_SHARE || cleanShare > 1 - DEGENERATE_SPLIT_SHARE;
+}
+
+/**
+ * A net is collapsed when the standard deviation of its similarities over all validation pairs
+ * falls below this fraction of its own after warmup: its scores went nearly constant. The spread
+ * of a healthy net depends on the configuration (tiny SGR nets of the tests score with std 0.004,
+ * e2e-size nets after warmup around 0.02–0.05), so the rule is relative. Measured (docs/fidelity.md,
+ * "Collapse"): healthy nets stay within a factor 2 of their post-warmup spread over co-training;
+ * collapsed nets, whose ranking is at chance, drop to 1e-4–1.3e-3, under 1/20 of it.
+ */
+export const COLLAPSE_RATIO = 0.1;
+
+export function collapsed(spread: SimilaritySpread, referenceStd: number, ratio = COLLAPSE_RATIO): boolean {
+  return !(spread.std >= ratio * referenceStd);
+}
