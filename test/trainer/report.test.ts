@@ -356,3 +356,38 @@ describe("renderReport: degenerate inputs", () => {
     expect(doc.svgs.filter((s) => s.className.split(" ").includes("hist")).length).toBe(2 * 2 * 2);
   });
 });
+
+describe("renderReport: diagnostics and alarms", () => {
+  const spread = (std: number) => ({ mean: 0.5, std, meanPos: 0.6, stdPos: std });
+  const base = runRecords({ warmupEpochs: 1, trainEpochs: 2, knownNoise: true }).map((r) => {
+    if (r.type === "validation") return { ...r, spread: { A: spread(0.03), B: spread(r.epoch === 1 ? 0.0004 : 0.02) } };
+    if (r.type === "split") return { ...r, auc: r.net === "A" ? 0.93 : 0.71 };
+    return r;
+  });
+
+  test("a run without alarms: the diagnostics table, no banner", () => {
+    const html = render(base);
+    expect(html).not.toContain(`id="alarms"`);
+    const table = html.slice(html.indexOf(`id="table-diagnostics"`), html.indexOf("</table>", html.indexOf(`id="table-diagnostics"`)));
+    // warmup and two co-training epochs, two nets each
+    expect(table.match(/<tr>|<tr class/g)!.length - 1).toBe(6);
+    expect(table).toContain("<td>0.930</td>");
+    expect(table).toContain("<td>0.710</td>");
+    // net B's spread at epoch 1 against its spread after warmup: 0.0004 / 0.02
+    expect(table).toContain("<td>4.00e-4</td><td>0.02</td>");
+  });
+
+  test("alarms: a banner at the top naming each, the net's row flagged", () => {
+    const alarm = { type: "alarm" as const, kind: "collapsed_net" as const, epoch: 1, net: "B" as const, value: 0.0004, threshold: 0.002, action: "restored from checkpoint_latest_validation.safetensors, learning rate × 0.1 from now on (--recovery restore)" };
+    const split = { type: "alarm" as const, kind: "degenerate_split" as const, epoch: 1, net: "B" as const, value: 0.002, threshold: 0.01, action: "reported: net A trains on it" };
+    const html = render([...base, split, alarm]);
+    const banner = html.slice(html.indexOf(`id="alarms"`), html.indexOf("</div>", html.indexOf(`id="alarms"`)));
+    expect(html.indexOf(`id="alarms"`)).toBeLessThan(html.indexOf(`id="summary"`));
+    expect(banner).toContain("2 alarms");
+    expect(banner).toContain("net B <b>collapsed</b>");
+    expect(banner).toContain("keeps 0.2% of the pairs as clean");
+    expect(banner).toContain("restored from checkpoint_latest_validation.safetensors");
+    expect(html).toMatch(/<tr class="flagged"><td>co-training epoch 1<\/td><td>B<\/td>|<tr class="flagged"><td>[^<]*1<\/td><td>B<\/td>/);
+    expect(html).not.toMatch(BROKEN);
+  });
+});

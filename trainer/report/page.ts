@@ -23,6 +23,7 @@ import {
 import { BY_NAME, histogramChart, lossChart, splitChart, validationChart } from "./charts";
 import { configValue, duration, epochName, esc, fix } from "./format";
 import { bestValidation, latestSplits, latestValidations, recordsByType } from "./records";
+import { alarmBanner, diagnosticsSection } from "./diagnostics";
 import { CSS } from "./style";
 
 export interface ReportMeta {
@@ -35,7 +36,7 @@ export interface ReportMeta {
 
 /** Renders the report of a run from its `metrics.jsonl` records. */
 export function renderReport(records: MetricsRecord[], meta: ReportMeta): string {
-  const { step: steps, split: splits, validation: validations, test: tests, epoch: epochs, event: events } = recordsByType(records);
+  const { step: steps, split: splits, validation: validations, test: tests, epoch: epochs, event: events, alarm: alarms } = recordsByType(records);
   const threshold = typeof meta.config.p_threshold === "number" && meta.config.p_threshold > 0 && meta.config.p_threshold < 1 ? meta.config.p_threshold : 0.5;
   const vals = latestValidations(validations);
   const generatedAt = meta.generatedAt ?? new Date().toISOString();
@@ -54,6 +55,7 @@ export function renderReport(records: MetricsRecord[], meta: ReportMeta): string
 <p class="muted">Generated ${esc(generatedAt)} · ${records.length} records</p>
 </header>
 <main>
+${alarmBanner(alarms)}
 ${summarySection(vals, tests, epochs, events, meta.config)}
 <section id="losses">
 <h2>Training losses</h2>
@@ -65,6 +67,7 @@ ${lossChart(steps)}
 ${validationChart(vals)}
 ${validationTable(vals)}
 </section>
+${diagnosticsSection(vals, splits, alarms)}
 <section id="splits">
 <h2>Clean/noisy split</h2>
 <p class="muted">Precision and recall of the pairs predicted noisy against the known noisy pairs, and the share predicted noisy.</p>

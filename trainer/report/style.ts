@@ -35,5 +35,8 @@ svg .tick, svg .axis { stroke: #9aa3af; }
 .hist-grid { display: flex; flex-direction: column; gap: 4px; }
 .hist-row { display: grid; grid-template-columns: repeat(2, minmax(0, 1fr)); gap: 12px; }
 .hist-row .missing { display: flex; align-items: center; justify-content: center; border: 1px dashed #d5dae1; border-radius: 6px; }
+.alarm { border: 2px solid #b3261e; background: #fdecea; border-radius: 6px; padding: 4px 16px; margin: 12px 0; }
+.alarm h2 { color: #b3261e; margin: 8px 0; }
+tr.flagged td { background: #fdecea; }
 @media (max-width: 720px) { .hist-row { grid-template-columns: minmax(0, 1fr); } header, main { padding: 0 10px; } }
 `;
