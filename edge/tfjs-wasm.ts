@@ -5,7 +5,8 @@
  * from bytes, which Cloudflare Workers forbid (code may not be compiled at run time). So this
  * module calls the same Emscripten factory with an `instantiateWasm` hook that instantiates a
  * `WebAssembly.Module` compiled ahead of time (Workers: `import m from "….wasm"`), or one compiled
- * here from bytes (Bun), and registers 'wasm' with a `BackendWasm` built on it.
+ * here from bytes (Bun, the browser page of edge/browser/), and registers 'wasm' with a
+ * `BackendWasm` built on it.
  *
  * The vanilla and the SIMD binary share this glue (`wasm-out/tfjs-backend-wasm.js`); the
  * threaded-SIMD one needs a Web Worker and its own glue, and is never used here.
@@ -15,12 +16,31 @@ import { BackendWasm, setThreadsCount } from "@tensorflow/tfjs-backend-wasm";
 import wasmFactory from "@tensorflow/tfjs-backend-wasm/wasm-out/tfjs-backend-wasm.js";
 import { registerWasmKernels } from "../shared/model/kernels";
 
-/** Where the wasm binary comes from: a precompiled module (Workers) or its bytes (Bun, tests). */
+/** Where the wasm binary comes from: a precompiled module (Workers) or its bytes (Bun, tests, the browser page). */
 export interface WasmSource {
   module?: WebAssembly.Module;
   bytes?: Uint8Array;
   /** The SIMD batched-matmul module (native/bmm.wasm), precompiled like `module`; optional. */
   bmm?: WebAssembly.Module;
+}
+
+/** The tfjs-backend-wasm binaries that its single-threaded glue loads (both share it). */
+export const WASM_BINARIES = {
+  plain: "tfjs-backend-wasm.wasm",
+  simd: "tfjs-backend-wasm-simd.wasm",
+} as const;
+
+/** The SIMD probe of wasm-feature-detect (the one tfjs-backend-wasm's own flag uses). */
+const SIMD_PROBE = new Uint8Array([
+  0, 97, 115, 109, 1, 0, 0, 0, 1, 4, 1, 96, 0, 0, 3, 2, 1, 0, 10, 9, 1, 7, 0, 65, 0, 253, 15, 26, 11,
+]);
+
+export function wasmSimdSupported(): boolean {
+  try {
+    return WebAssembly.validate(SIMD_PROBE);
+  } catch {
+    return false;
+  }
 }
 
 let ready: Promise<void> | null = null;
