@@ -50,7 +50,7 @@ describe("GET /model/<file>", () => {
     expect(m.status).toBe(200);
     expect(m.headers.get("content-type")).toBe("application/json");
     expect(m.headers.get("etag")).toBe(`"${await sha256Hex(json)}"`);
-    expect(new Uint8Array(await m.arrayBuffer())).toEqual(json);
+    expect(Array.from(new Uint8Array(await m.arrayBuffer()))).toEqual(Array.from(json));
     const w = await app.request("/model/weights-00.bin");
     expect(w.status).toBe(200);
     expect(w.headers.get("content-type")).toBe("application/octet-stream");
