@@ -4,9 +4,9 @@
  */
 import { resolve, sep } from "node:path";
 import { assetPath, type AssetSource } from "../../shared/retrieval/assets.ts";
-import { WASM_BINARIES, wasmSimdSupported } from "../tfjs-wasm.ts";
+import { WASM_BINARIES, wasmSimdSupported } from "../wasm-binaries.ts";
 
-// Where the binaries are named and SIMD is probed (runtime-free: the browser page uses them too).
+// Named and probed in a runtime-free module: the browser page picks its binary with them too.
 export { WASM_BINARIES, wasmSimdSupported };
 
 /** Files under `dir`; a missing file is null, any other read error throws. */

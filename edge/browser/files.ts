@@ -2,7 +2,7 @@
  * The browser page's files: what edge/browser/build.ts makes, what the app serves under /app/ (and
  * nothing else there), and what the page's script fetches. Runtime-free.
  */
-import { WASM_BINARIES } from "../tfjs-wasm.ts";
+import { WASM_BINARIES } from "../wasm-binaries.ts";
 
 export const BROWSER_FILES = {
   /** The page, served at `/app`. */

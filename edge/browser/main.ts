@@ -8,8 +8,8 @@
  * and falls back to WebAssembly (edge/tfjs-wasm.ts, the binaries served beside this script);
  * `?backend=webgpu` or `?backend=wasm` asks for one and fails rather than fall back.
  *
- * The engine computes on the main thread (its readbacks are synchronous: the same code as the
- * server's), so the page paints its status before each long step.
+ * The engine computes on the main thread: the page paints its status before each long step (on
+ * wasm nothing else is drawn until the step ends; on WebGPU the page stays live between readbacks).
  */
 import "@tensorflow/tfjs-backend-webgpu";
 import * as v from "valibot";
@@ -18,7 +18,8 @@ import { fetchAssets } from "../../shared/retrieval/assets";
 import { EngineInputError, type EvalResult, type Hit } from "../../shared/retrieval/engine";
 import { Pc2Engine, loadPackage } from "../../shared/retrieval/pc2-engine";
 import { DEFAULT_EDGE_LIMITS, requestSchemas } from "../schemas";
-import { initWasmBackend, wasmSimdSupported } from "../tfjs-wasm";
+import { initWasmBackend } from "../tfjs-wasm";
+import { wasmSimdSupported } from "../wasm-binaries";
 import { BROWSER_FILES } from "./files";
 
 export const BACKEND_CHOICES = ["auto", "webgpu", "wasm"] as const;
