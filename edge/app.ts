@@ -5,6 +5,10 @@
  *
  * Errors take one shape, `{error: {status, message}}`, made in one place (`onError`): handlers
  * and middleware throw `HTTPException`; anything else is a bug, logged and answered 500.
+ *
+ * Besides the JSON API it serves, read-only and only when the adapter hands them over, the
+ * exported model's files (`/model/<file>`) and the browser page that runs the same engine
+ * client-side (`/app`, edge/browser/); edge/static-files.ts keeps both to their allowlists.
  */
 import { Hono, type Context } from "hono";
 import { bodyLimit } from "hono/body-limit";
@@ -13,7 +17,10 @@ import type { ContentfulStatusCode } from "hono/utils/http-status";
 import { describeRoute, openAPIRouteHandler, resolver, validator } from "hono-openapi";
 import { toJsonSchema } from "@valibot/to-json-schema";
 import type * as v from "valibot";
+import type { AssetSource } from "../shared/retrieval/assets.ts";
 import { EngineInputError, type Hit, type ImageQuery, type RetrievalEngine, type TextQuery } from "../shared/retrieval/engine.ts";
+import { BROWSER_FILES } from "./browser/files.ts";
+import { browserFiles, modelFiles } from "./static-files.ts";
 import { DEFAULT_EDGE_LIMITS, type EdgeLimits, type EngineState, requestSchemas, responseSchemas } from "./schemas.ts";
 
 export interface EdgeAppOptions {
@@ -22,6 +29,10 @@ export interface EdgeAppOptions {
   /** … a loader, called on the first request that needs the model; its result is kept. */
   loadEngine?: () => Promise<RetrievalEngine>;
   limits?: Partial<EdgeLimits>;
+  /** The exported model's files, served read-only under /model/ (the browser page loads them). */
+  modelAssets?: AssetSource;
+  /** The browser page's files (edge/browser/build.ts), served under /app; without them /app is 404. */
+  browserAssets?: AssetSource;
   /** Where bugs and engine failures are reported; console.error by default. */
   log?: (message: string, error: unknown) => void;
 }
@@ -115,6 +126,24 @@ export function createApp(options: EdgeAppOptions): Hono {
       return c.json(await engineCall(() => e.evaluate(limit)));
     },
   );
+
+  // Static files: not part of the JSON API, so not in its document.
+  const serveModel = options.modelAssets ? modelFiles(options.modelAssets) : null;
+  app.get("/model/:file", describeRoute({ hide: true }), (c) => {
+    if (serveModel === null) throw new HTTPException(404, { message: "this server does not serve its model files" });
+    return serveModel(c.req.raw, c.req.param("file"));
+  });
+  const servePage = options.browserAssets ? browserFiles(options.browserAssets) : null;
+  const page = (c: Context, name: string) => {
+    if (servePage === null) throw new HTTPException(404, { message: "the browser page is not built into this server" });
+    return servePage(c.req.raw, name);
+  };
+  app.get("/app", describeRoute({ hide: true }), (c) => page(c, BROWSER_FILES.page));
+  // The page names its files relative to /app ("app/main.js", "model/"), which a page served at
+  // /app/ or /app/index.html would resolve elsewhere: those go to /app.
+  const toPage = (c: Context) => c.redirect(`/app${new URL(c.req.url).search}`, 301);
+  app.get("/app/", describeRoute({ hide: true }), toPage);
+  app.get("/app/:file", describeRoute({ hide: true }), (c) => (c.req.param("file") === BROWSER_FILES.page ? toPage(c) : page(c, c.req.param("file"))));
 
   app.get(
     "/openapi.json",

@@ -1,6 +1,8 @@
 /**
  * `bun run edge --model <dir> [--port N] [--host H]`: the edge app on Bun.serve, the model read
  * from a directory. The model is loaded before the port opens, so a bad model fails at start.
+ * The browser page (/app) is bundled here in memory at start; the model's files are served to it
+ * from the same directory.
  */
 import { CliError, intFlag, parseFlags, runCli } from "../shared/cli.ts";
 import { stat } from "node:fs/promises";
@@ -9,6 +11,8 @@ import { fileAssets, tfjsWasmBytes } from "./adapters/bun.ts";
 import { Pc2Engine, loadPackage } from "../shared/retrieval/pc2-engine.ts";
 import { initWasmBackend } from "./tfjs-wasm.ts";
 import { loadNativeBmm } from "../native/load.ts";
+import { memoryAssets } from "../shared/retrieval/assets.ts";
+import { buildBrowserFiles } from "./browser/build.ts";
 
 const USAGE = `usage: bun run edge --model <dir> [--port 8787] [--host 127.0.0.1]
 
@@ -42,8 +46,10 @@ async function main(): Promise<number> {
   } catch (error) {
     throw new CliError(`cannot load the model in ${cli.model}: ${(error as Error).message}`, false);
   }
-  const server = Bun.serve({ port: cli.port, hostname: cli.host, fetch: createApp({ engine }).fetch });
-  console.log(`edge: serving ${cli.model} (manifest digest ${engine.pkg.json.digest}) on http://${server.hostname}:${server.port}`);
+  const browserAssets = memoryAssets(Object.fromEntries(await buildBrowserFiles()));
+  const app = createApp({ engine, modelAssets: fileAssets(cli.model), browserAssets });
+  const server = Bun.serve({ port: cli.port, hostname: cli.host, fetch: app.fetch });
+  console.log(`edge: serving ${cli.model} (manifest digest ${engine.pkg.json.digest}) on http://${server.hostname}:${server.port} (in the browser: /app)`);
   return 0;
 }
 

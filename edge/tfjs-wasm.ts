@@ -5,7 +5,8 @@
  * from bytes, which Cloudflare Workers forbid (code may not be compiled at run time). So this
  * module calls the same Emscripten factory with an `instantiateWasm` hook that instantiates a
  * `WebAssembly.Module` compiled ahead of time (Workers: `import m from "….wasm"`), or one compiled
- * here from bytes (Bun), and registers 'wasm' with a `BackendWasm` built on it.
+ * here from bytes (Bun, the browser page of edge/browser/), and registers 'wasm' with a
+ * `BackendWasm` built on it.
  *
  * The vanilla and the SIMD binary share this glue (`wasm-out/tfjs-backend-wasm.js`); the
  * threaded-SIMD one needs a Web Worker and its own glue, and is never used here.
@@ -15,7 +16,7 @@ import { BackendWasm, setThreadsCount } from "@tensorflow/tfjs-backend-wasm";
 import wasmFactory from "@tensorflow/tfjs-backend-wasm/wasm-out/tfjs-backend-wasm.js";
 import { registerWasmKernels } from "../shared/model/kernels";
 
-/** Where the wasm binary comes from: a precompiled module (Workers) or its bytes (Bun, tests). */
+/** Where the wasm binary comes from: a precompiled module (Workers) or its bytes (Bun, tests, the browser page). */
 export interface WasmSource {
   module?: WebAssembly.Module;
   bytes?: Uint8Array;

@@ -4,12 +4,17 @@
  * `initWasmBackend`. The model comes from the static-assets binding (ASSETS) or, for files over
  * the 25 MiB asset limit, an R2 bucket (MODEL_BUCKET, keys under MODEL_PREFIX). The app and the
  * engine are made on the first request, once per isolate, and kept.
+ *
+ * The browser page (/app) cannot be bundled here (no Bun.build in a Worker): `bun run
+ * build:browser` writes its files into the assets directory under app/ before a deploy, and the
+ * Worker serves them from ASSETS; without them /app answers 404.
  */
 import type { ExecutionContext, Hono } from "hono";
 import wasmModule from "@tensorflow/tfjs-backend-wasm/dist/tfjs-backend-wasm-simd.wasm";
 import bmmModule from "../native/bmm.wasm";
 import { createApp, type EdgeAppOptions } from "./app.ts";
 import { bucketAssets, workersAssets, type AssetSource, type AssetsBinding, type BucketBinding } from "../shared/retrieval/assets.ts";
+import { BROWSER_ASSETS_PREFIX } from "./browser/files.ts";
 import type { EngineLoader } from "../shared/retrieval/engine.ts";
 import { loadPc2Engine } from "../shared/retrieval/pc2-engine.ts";
 import { initWasmBackend } from "./tfjs-wasm.ts";
@@ -32,8 +37,11 @@ export function createWorker(loader: EngineLoader, limits?: EdgeAppOptions["limi
   let app: Hono | null = null;
   return {
     fetch(request: Request, env: WorkerEnv, ctx: ExecutionContext): Response | Promise<Response> {
+      const hasModel = env.MODEL_BUCKET !== undefined || env.ASSETS !== undefined;
       app ??= createApp({
         limits,
+        modelAssets: hasModel ? modelAssets(env) : undefined,
+        browserAssets: env.ASSETS ? workersAssets(env.ASSETS, BROWSER_ASSETS_PREFIX) : undefined,
         loadEngine: async () => {
           await initWasmBackend({ module: wasmModule, bmm: bmmModule });
           return loader(modelAssets(env));

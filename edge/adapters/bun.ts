@@ -4,6 +4,10 @@
  */
 import { resolve, sep } from "node:path";
 import { assetPath, type AssetSource } from "../../shared/retrieval/assets.ts";
+import { WASM_BINARIES, wasmSimdSupported } from "../wasm-binaries.ts";
+
+// Named and probed in a runtime-free module: the browser page picks its binary with them too.
+export { WASM_BINARIES, wasmSimdSupported };
 
 /** Files under `dir`; a missing file is null, any other read error throws. */
 export function fileAssets(dir: string): AssetSource {
@@ -17,25 +21,6 @@ export function fileAssets(dir: string): AssetSource {
       return new Uint8Array(await file.arrayBuffer());
     },
   };
-}
-
-/** The tfjs-backend-wasm binaries that its single-threaded glue loads (both share it). */
-export const WASM_BINARIES = {
-  plain: "tfjs-backend-wasm.wasm",
-  simd: "tfjs-backend-wasm-simd.wasm",
-} as const;
-
-/** The SIMD probe of wasm-feature-detect (the one tfjs-backend-wasm's own flag uses). */
-const SIMD_PROBE = new Uint8Array([
-  0, 97, 115, 109, 1, 0, 0, 0, 1, 4, 1, 96, 0, 0, 3, 2, 1, 0, 10, 9, 1, 7, 0, 65, 0, 253, 15, 26, 11,
-]);
-
-export function wasmSimdSupported(): boolean {
-  try {
-    return WebAssembly.validate(SIMD_PROBE);
-  } catch {
-    return false;
-  }
 }
 
 /** The tfjs-backend-wasm binary for this CPU (SIMD where JavaScriptCore validates it). */

@@ -4,6 +4,12 @@
  * the caption side (word embeddings and TextSA) once per caption; the pairwise part then scores a
  * shard of images against a shard of captions in a few large operations, with the shard size
  * chosen so that its largest intermediates fit a memory budget.
+ *
+ * Every function that reads values back from the backend is written once, as a generator that
+ * yields each tensor it needs read (a `Readback`), and comes in two forms: synchronous (`dataSync`:
+ * the trainer, on the CPU-side backends) and `…Async` (`await data()`: the retrieval engine, which
+ * also runs on WebGPU in the browser, where a synchronous readback stalls the page and, on
+ * SwiftShader, returns zeros for larger buffers).
  */
 import { REGIONS } from "./config";
 import { lengthMask } from "./ops";
@@ -34,26 +40,73 @@ export interface EncodedCaptions {
   glo: Float32Array;
 }
 
-/** Encodes images [n, 36, img_dim] (row-major). */
-export function encodeImages(p: ParamStore, images: Float32Array, count: number): EncodedImages {
-  const E = p.config.embed_size;
-  return tf.tidy(() => {
-    const emb = encodeImage(p, tf.tensor3d(images, [count, REGIONS, p.config.img_dim]));
-    const glo = visualSA(p, emb, EVAL);
-    return { count, embed: E, emb: emb.dataSync() as Float32Array, glo: glo.dataSync() as Float32Array };
-  });
+/**
+ * A computation that reads tensors back: each `yield t` receives t's values. The generator owns
+ * the tensors it yields and disposes them (in `finally`, so also when a read fails).
+ */
+export type Readback<R> = Generator<tf.Tensor, R, Float32Array>;
+
+/** Runs a Readback with synchronous reads. */
+export function readSync<R>(steps: Readback<R>): R {
+  let done = false;
+  try {
+    let step = steps.next();
+    while (!step.done) step = steps.next(step.value.dataSync() as Float32Array);
+    done = true;
+    return step.value;
+  } finally {
+    if (!done) steps.return(undefined as R);
+  }
 }
 
-/** Encodes a batch of zero-padded captions [n, T] with their lengths. */
-export function encodeCaptions(p: ParamStore, captions: Int32Array, lengths: Int32Array): EncodedCaptions {
+/** Runs a Readback with asynchronous reads. */
+export async function readAsync<R>(steps: Readback<R>): Promise<R> {
+  let done = false;
+  try {
+    let step = steps.next();
+    while (!step.done) step = steps.next((await step.value.data()) as Float32Array);
+    done = true;
+    return step.value;
+  } finally {
+    if (!done) steps.return(undefined as R);
+  }
+}
+
+function* encodeImagesSteps(p: ParamStore, images: Float32Array, count: number): Readback<EncodedImages> {
+  const [emb, glo] = tf.tidy(() => {
+    const emb = encodeImage(p, tf.tensor3d(images, [count, REGIONS, p.config.img_dim]));
+    return [emb, visualSA(p, emb, EVAL)];
+  });
+  try {
+    const embValues = yield emb;
+    const gloValues = yield glo;
+    return { count, embed: p.config.embed_size, emb: embValues, glo: gloValues };
+  } finally {
+    tf.dispose([emb, glo]);
+  }
+}
+
+/** Encodes images [n, 36, img_dim] (row-major). */
+export function encodeImages(p: ParamStore, images: Float32Array, count: number): EncodedImages {
+  return readSync(encodeImagesSteps(p, images, count));
+}
+
+export function encodeImagesAsync(p: ParamStore, images: Float32Array, count: number): Promise<EncodedImages> {
+  return readAsync(encodeImagesSteps(p, images, count));
+}
+
+function* encodeCaptionsSteps(p: ParamStore, captions: Int32Array, lengths: Int32Array): Readback<EncodedCaptions> {
   const E = p.config.embed_size;
   const n = lengths.length;
   const T = captions.length / n;
-  return tf.tidy(() => {
+  const [emb, glo] = tf.tidy(() => {
     const emb = encodeText(p, tf.tensor2d(captions, [n, T], "int32"), lengths, EVAL);
     const mask = lengthMask(lengths, T);
-    const glo = textSA(p, emb, mask, tf.tensor2d(Float32Array.from(lengths), [n, 1]), EVAL);
-    const full = emb.dataSync() as Float32Array;
+    return [emb, textSA(p, emb, mask, tf.tensor2d(Float32Array.from(lengths), [n, 1]), EVAL)];
+  });
+  try {
+    const full = yield emb;
+    const gloValues = yield glo;
     const offsets = new Int32Array(n);
     let total = 0;
     for (let i = 0; i < n; i++) {
@@ -62,8 +115,19 @@ export function encodeCaptions(p: ParamStore, captions: Int32Array, lengths: Int
     }
     const packed = new Float32Array(total * E);
     for (let i = 0; i < n; i++) packed.set(full.subarray(i * T * E, (i * T + lengths[i]) * E), offsets[i] * E);
-    return { count: n, embed: E, lengths: Int32Array.from(lengths), offsets, emb: packed, glo: glo.dataSync() as Float32Array };
-  });
+    return { count: n, embed: E, lengths: Int32Array.from(lengths), offsets, emb: packed, glo: gloValues };
+  } finally {
+    tf.dispose([emb, glo]);
+  }
+}
+
+/** Encodes a batch of zero-padded captions [n, T] with their lengths. */
+export function encodeCaptions(p: ParamStore, captions: Int32Array, lengths: Int32Array): EncodedCaptions {
+  return readSync(encodeCaptionsSteps(p, captions, lengths));
+}
+
+export function encodeCaptionsAsync(p: ParamStore, captions: Int32Array, lengths: Int32Array): Promise<EncodedCaptions> {
+  return readAsync(encodeCaptionsSteps(p, captions, lengths));
 }
 
 /** Concatenates encodings made batch by batch. */
@@ -141,11 +205,7 @@ export function shardShape(nImages: number, nCaptions: number, module: "SGR" | "
   return { images, captions };
 }
 
-/**
- * Similarity of every image with every caption, [nImages, nCaptions] row-major (rows images,
- * columns captions, as the official sims matrix).
- */
-export function similarityMatrix(p: ParamStore, imgs: EncodedImages, caps: EncodedCaptions, options: Partial<ShardOptions> = {}): Float32Array {
+function* similaritySteps(p: ParamStore, imgs: EncodedImages, caps: EncodedCaptions, options: Partial<ShardOptions>): Readback<Float32Array> {
   const { budgetBytes } = { ...SHARD_DEFAULTS, ...options };
   const E = imgs.embed;
   const out = new Float32Array(imgs.count * caps.count);
@@ -154,19 +214,51 @@ export function similarityMatrix(p: ParamStore, imgs: EncodedImages, caps: Encod
   for (let c0 = 0; c0 < caps.count; c0 += shard.captions) {
     const c1 = Math.min(caps.count, c0 + shard.captions);
     const capSide = captionTensors(caps, c0, c1);
-    for (let i0 = 0; i0 < imgs.count; i0 += shard.images) {
-      const i1 = Math.min(imgs.count, i0 + shard.images);
-      const block = tf.tidy(() => {
-        const img: ImageSide = {
-          emb: tf.tensor3d(imgs.emb.subarray(i0 * REGIONS * E, i1 * REGIONS * E), [i1 - i0, REGIONS, E]),
-          glo: tf.tensor2d(imgs.glo.subarray(i0 * E, i1 * E), [i1 - i0, E]),
-        };
-        return similarity(p, img, capSide, EVAL).dataSync() as Float32Array;
-      });
-      for (let i = i0; i < i1; i++) out.set(block.subarray((i - i0) * (c1 - c0), (i - i0 + 1) * (c1 - c0)), i * caps.count + c0);
+    try {
+      for (let i0 = 0; i0 < imgs.count; i0 += shard.images) {
+        const i1 = Math.min(imgs.count, i0 + shard.images);
+        const sims = tf.tidy(() => {
+          const img: ImageSide = {
+            emb: tf.tensor3d(imgs.emb.subarray(i0 * REGIONS * E, i1 * REGIONS * E), [i1 - i0, REGIONS, E]),
+            glo: tf.tensor2d(imgs.glo.subarray(i0 * E, i1 * E), [i1 - i0, E]),
+          };
+          return similarity(p, img, capSide, EVAL);
+        });
+        let block: Float32Array;
+        try {
+          block = yield sims;
+        } finally {
+          sims.dispose();
+        }
+        for (let i = i0; i < i1; i++) out.set(block.subarray((i - i0) * (c1 - c0), (i - i0 + 1) * (c1 - c0)), i * caps.count + c0);
+      }
+    } finally {
+      tf.dispose([capSide.emb, capSide.glo, capSide.mask]);
     }
-    tf.dispose([capSide.emb, capSide.glo, capSide.mask]);
   }
+  return out;
+}
+
+/**
+ * Similarity of every image with every caption, [nImages, nCaptions] row-major (rows images,
+ * columns captions, as the official sims matrix).
+ */
+export function similarityMatrix(p: ParamStore, imgs: EncodedImages, caps: EncodedCaptions, options: Partial<ShardOptions> = {}): Float32Array {
+  return readSync(similaritySteps(p, imgs, caps, options));
+}
+
+export type EnsembleOptions = Partial<ShardOptions> & { onNet?: (k: number, sims: Float32Array) => void };
+
+function* ensembleSteps(nets: readonly ParamStore[], images: (k: number) => EncodedImages, captions: (k: number) => EncodedCaptions, options: EnsembleOptions): Readback<Float32Array> {
+  if (nets.length === 0) throw new RangeError("ensembleSimilarity: no nets");
+  const out = yield* similaritySteps(nets[0], images(0), captions(0), options);
+  options.onNet?.(0, out);
+  for (let k = 1; k < nets.length; k++) {
+    const s = yield* similaritySteps(nets[k], images(k), captions(k), options);
+    options.onNet?.(k, s); // each net's own matrix, before it joins the average
+    for (let i = 0; i < s.length; i++) out[i] += s[i];
+  }
+  if (nets.length > 1) for (let i = 0; i < out.length; i++) out[i] /= nets.length;
   return out;
 }
 
@@ -175,22 +267,12 @@ export function similarityMatrix(p: ParamStore, imgs: EncodedImages, caps: Encod
  * `images(k)` against `captions(k)`, its own encodings of the same items. `onNet` sees each
  * net's matrix before it joins the average (the diagnostics measure each net's spread).
  */
-export function ensembleSimilarity(
-  nets: readonly ParamStore[],
-  images: (k: number) => EncodedImages,
-  captions: (k: number) => EncodedCaptions,
-  options: Partial<ShardOptions> & { onNet?: (k: number, sims: Float32Array) => void } = {},
-): Float32Array {
-  if (nets.length === 0) throw new RangeError("ensembleSimilarity: no nets");
-  const out = similarityMatrix(nets[0], images(0), captions(0), options);
-  options.onNet?.(0, out);
-  for (let k = 1; k < nets.length; k++) {
-    const s = similarityMatrix(nets[k], images(k), captions(k), options);
-    options.onNet?.(k, s); // each net's own matrix, before it joins the average
-    for (let i = 0; i < s.length; i++) out[i] += s[i];
-  }
-  if (nets.length > 1) for (let i = 0; i < out.length; i++) out[i] /= nets.length;
-  return out;
+export function ensembleSimilarity(nets: readonly ParamStore[], images: (k: number) => EncodedImages, captions: (k: number) => EncodedCaptions, options: EnsembleOptions = {}): Float32Array {
+  return readSync(ensembleSteps(nets, images, captions, options));
+}
+
+export function ensembleSimilarityAsync(nets: readonly ParamStore[], images: (k: number) => EncodedImages, captions: (k: number) => EncodedCaptions, options: EnsembleOptions = {}): Promise<Float32Array> {
+  return readAsync(ensembleSteps(nets, images, captions, options));
 }
 
 /** Zero-padded tensors of captions [c0, c1) (the caller disposes them). */

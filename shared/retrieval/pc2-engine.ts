@@ -3,11 +3,14 @@
  * gallery of precomputed image-side and caption-side encodings. Text is tokenized with the
  * model's vocabulary (NLTK word_tokenize of the lower-cased text, as the official vocabularies);
  * scores of the two nets are averaged, as the official evaluation does.
+ *
+ * It reads results back from the backend asynchronously only (inference.ts's `…Async`), so that
+ * the same engine runs on WebGPU in the browser (edge/browser/) as on wasm at the edge.
  */
 import { evaluateRecall } from "../eval/metrics";
 import { Vocabulary } from "../formats/vocab";
 import { REGIONS } from "../model/config";
-import { type EncodedCaptions, type EncodedImages, encodeCaptions, encodeImages, ensembleSimilarity, selectImages, sliceCaptions } from "../model/inference";
+import { type EncodedCaptions, type EncodedImages, encodeCaptionsAsync, encodeImagesAsync, ensembleSimilarityAsync, selectImages, sliceCaptions } from "../model/inference";
 import { type ModelPackage, decodeModelPackage, MODEL_JSON } from "../model/package";
 import { tokenizeCaption } from "../text/tokenize";
 import type { AssetSource } from "./assets.ts";
@@ -60,42 +63,43 @@ export class Pc2Engine implements RetrievalEngine {
   }
 
   /** Averaged similarity of the nets between images and captions given per net. */
-  private sims(images: (k: number) => EncodedImages, captions: (k: number) => EncodedCaptions): Float32Array {
-    return ensembleSimilarity(this.pkg.nets, images, captions);
+  private sims(images: (k: number) => EncodedImages, captions: (k: number) => EncodedCaptions): Promise<Float32Array> {
+    return ensembleSimilarityAsync(this.pkg.nets, images, captions);
   }
 
-  private encodeQueryCaption(k: number, tokens: Int32Array): EncodedCaptions {
-    return encodeCaptions(this.pkg.nets[k], tokens, Int32Array.of(tokens.length));
+  /** The query caption encoded by every net. */
+  private encodeQueryCaption(tokens: Int32Array): Promise<EncodedCaptions[]> {
+    return sequential(this.pkg.nets, (net) => encodeCaptionsAsync(net, tokens, Int32Array.of(tokens.length)));
   }
 
-  private encodeQueryImage(k: number, q: ImageQuery): EncodedImages {
-    if (q.features) return encodeImages(this.pkg.nets[k], q.features, 1);
-    return selectImages(this.gallery().images[k], [q.image!]);
+  /** The query image encoded by every net (a gallery image is already encoded). */
+  private encodeQueryImage(q: ImageQuery): Promise<EncodedImages[]> {
+    if (q.features) return sequential(this.pkg.nets, (net) => encodeImagesAsync(net, q.features!, 1));
+    return Promise.resolve(this.gallery().images.map((g) => selectImages(g, [q.image!])));
   }
 
   async searchImages(q: TextQuery, k: number): Promise<Hit[]> {
     const g = this.gallery();
-    const tokens = this.tokens(q);
-    const caps = this.pkg.nets.map((_, n) => this.encodeQueryCaption(n, tokens));
-    const s = this.sims((n) => g.images[n], (n) => caps[n]);
+    const caps = await this.encodeQueryCaption(this.tokens(q));
+    const s = await this.sims((n) => g.images[n], (n) => caps[n]);
     return topK(s, k).map(([index, score]) => ({ index, score, image: index }));
   }
 
   async searchCaptions(q: ImageQuery, k: number): Promise<Hit[]> {
     const g = this.gallery();
-    const imgs = this.pkg.nets.map((_, n) => this.encodeQueryImage(n, q));
-    const s = this.sims((n) => imgs[n], (n) => g.captions[n]);
+    const imgs = await this.encodeQueryImage(q);
+    const s = await this.sims((n) => imgs[n], (n) => g.captions[n]);
     return topK(s, k).map(([index, score]) => ({ index, score, caption: g.texts[index] ?? undefined, image: Math.floor(index / g.perCaptions) }));
   }
 
   async score(pairs: Array<ImageQuery & TextQuery>): Promise<number[]> {
-    return pairs.map((pair) => {
+    const scores: number[] = [];
+    for (const pair of pairs) {
       const tokens = this.tokens(pair);
-      return this.sims(
-        (n) => this.encodeQueryImage(n, pair),
-        (n) => this.encodeQueryCaption(n, tokens),
-      )[0];
-    });
+      const [imgs, caps] = [await this.encodeQueryImage(pair), await this.encodeQueryCaption(tokens)];
+      scores.push((await this.sims((n) => imgs[n], (n) => caps[n]))[0]);
+    }
+    return scores;
   }
 
   async evaluate(limit?: number): Promise<EvalResult> {
@@ -103,7 +107,7 @@ export class Pc2Engine implements RetrievalEngine {
     const nImages = Math.min(limit ?? g.images[0].count, g.images[0].count);
     const nCaptions = nImages * g.perCaptions;
     const idx = Int32Array.from({ length: nImages }, (_, i) => i);
-    const s = this.sims(
+    const s = await this.sims(
       (n) => (nImages === g.images[n].count ? g.images[n] : selectImages(g.images[n], idx)),
       (n) => (nCaptions === g.captions[n].count ? g.captions[n] : sliceCaptions(g.captions[n], 0, nCaptions)),
     );
@@ -114,6 +118,13 @@ export class Pc2Engine implements RetrievalEngine {
   dispose(): void {
     for (const p of this.pkg.nets) p.dispose();
   }
+}
+
+/** `run` on each item, one after the other (the backend computes one thing at a time anyway). */
+async function sequential<T, R>(items: readonly T[], run: (item: T) => Promise<R>): Promise<R[]> {
+  const out: R[] = [];
+  for (const item of items) out.push(await run(item));
+  return out;
 }
 
 /** Indices of the k largest values, best first (ties: lower index first). */

@@ -9,11 +9,13 @@
  * what the trainer and `bun run edge` compute.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { mkdtemp, mkdir, rm, writeFile } from "node:fs/promises";
+import { mkdtemp, mkdir, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { REPO, startWorker, withTimeout, type RunningWorker } from "./workerd/harness.ts";
 import { DIMS, GALLERY, REQUESTS, type ReferenceRun, type SpecRequest } from "./workerd/real-model-spec.ts";
+import { buildBrowserFiles } from "../../edge/browser/build.ts";
+import { BROWSER_ASSETS_PREFIX, BROWSER_FILES } from "../../edge/browser/files.ts";
 
 const WEIGHTS = [0.5, -1, 2, 0.25];
 const STARTUP_MS = 45_000;
@@ -188,6 +190,10 @@ describe("edge/worker.ts in workerd serving an exported model", () => {
   beforeAll(async () => {
     dir = await mkdtemp(join(tmpdir(), "pc2-edge-model-"));
     reference = await referenceRun(dir);
+    // The browser page, prebuilt into the assets as `bun run build:browser` does before a deploy.
+    const page = join(reference.modelDir, BROWSER_ASSETS_PREFIX);
+    await mkdir(page, { recursive: true });
+    for (const [name, bytes] of await buildBrowserFiles()) await writeFile(join(page, name), bytes);
     worker = await startWorker("edge/worker.ts", reference.modelDir);
     const { buildMs, startMs } = worker.timings;
     console.log(`workerd edge/worker.ts + model: wrangler bundle ${buildMs.toFixed(0)} ms, workerd ready ${startMs.toFixed(0)} ms`);
@@ -250,6 +256,23 @@ describe("edge/worker.ts in workerd serving an exported model", () => {
     const badImage = answers.get("search captions, image out of range")!;
     expect(badImage.status).toBe(400);
     expect(badImage.body.error.message).toContain(`image: ${GALLERY.images}`);
+  });
+
+  test("serves the model's files (only those model.json lists) and the prebuilt browser page", async () => {
+    const modelJson = await worker.fetch("/model/model.json");
+    expect(modelJson.status).toBe(200);
+    expect(await modelJson.text()).toBe(await readFile(join(reference.modelDir, "model.json"), "utf8"));
+    const listed = Object.keys(JSON.parse(await readFile(join(reference.modelDir, "model.json"), "utf8")).files);
+    for (const name of listed) expect({ name, status: (await worker.fetch(`/model/${name}`)).status }).toEqual({ name, status: 200 });
+    for (const path of [`/model/${BROWSER_ASSETS_PREFIX}${BROWSER_FILES.script}`, `/model/..%2F${BROWSER_FILES.script}`, "/app/model.json"]) {
+      expect({ path, status: (await worker.fetch(path)).status }).toEqual({ path, status: 404 });
+    }
+    const page = await worker.fetch("/app");
+    expect([page.status, page.headers.get("content-type")]).toEqual([200, "text/html; charset=utf-8"]);
+    expect(await page.text()).toContain(`src="app/${BROWSER_FILES.script}"`);
+    const wasm = await worker.fetch(`/app/${BROWSER_FILES.wasmSimd}`);
+    expect([wasm.status, wasm.headers.get("content-type")]).toEqual([200, "application/wasm"]);
+    expect(WebAssembly.validate(new Uint8Array(await wasm.arrayBuffer()))).toBe(true);
   });
 
   test("every answer equals the in-process Bun engine's (scores within 1e-5)", () => {

@@ -8,7 +8,7 @@ import { initBackend } from "../../../trainer/backend";
 import { sgrafConfig } from "../../../shared/model/config";
 import { ParamStore } from "../../../shared/model/params";
 import { EVAL, captionSide, encodeImage, encodeText, imageSide, similarity } from "../../../shared/model/sgraf";
-import { encodeCaptions, encodeImages, shardShape, similarityMatrix } from "../../../shared/model/inference";
+import { type Readback, encodeCaptions, encodeCaptionsAsync, encodeImages, encodeImagesAsync, ensembleSimilarity, ensembleSimilarityAsync, readAsync, readSync, shardShape, similarityMatrix } from "../../../shared/model/inference";
 import { Random } from "../../../shared/random";
 
 for (const backend of ["wasm", "cpu"] as const) {
@@ -51,6 +51,51 @@ for (const backend of ["wasm", "cpu"] as const) {
     });
   }
 }
+
+describe("readbacks: the async forms (the retrieval engine's) equal the sync ones", () => {
+  beforeAll(async () => {
+    await initBackend("wasm");
+  });
+
+  test("same encodings and ensemble, bit for bit, and no tensor left behind", async () => {
+    const cfg = sgrafConfig({ img_dim: 12, embed_size: 8, word_dim: 6, sim_dim: 4, proj_dim: 3, vocab_size: 30 });
+    const rng = new Random(11);
+    const nets = [ParamStore.init(cfg, rng), ParamStore.init(cfg, rng)];
+    const images = rng.uniformArray(4 * 36 * 12, 0, 2);
+    const lengths = Int32Array.of(3, 7, 5);
+    const tokens = Int32Array.from({ length: 3 * 7 }, (_, i) => (i % 7 < lengths[Math.floor(i / 7)] ? 1 + rng.nextInt(29) : 0));
+    const before = tf.memory().numTensors;
+    const imgs = nets.map((p) => encodeImages(p, images, 4));
+    const caps = nets.map((p) => encodeCaptions(p, tokens, lengths));
+    const imgsAsync = await Promise.all(nets.map((p) => encodeImagesAsync(p, images, 4)));
+    const capsAsync = await Promise.all(nets.map((p) => encodeCaptionsAsync(p, tokens, lengths)));
+    expect(imgsAsync).toEqual(imgs);
+    expect(capsAsync).toEqual(caps);
+    // A budget small enough for several shards per net.
+    const sync = ensembleSimilarity(nets, (k) => imgs[k], (k) => caps[k], { budgetBytes: 50_000 });
+    const async_ = await ensembleSimilarityAsync(nets, (k) => imgs[k], (k) => caps[k], { budgetBytes: 50_000 });
+    expect(Array.from(async_)).toEqual(Array.from(sync));
+    expect(tf.memory().numTensors).toBe(before);
+    for (const p of nets) p.dispose();
+  });
+
+  test("a read that fails still disposes what the computation holds", async () => {
+    const before = tf.memory().numTensors;
+    function* steps(): Readback<number> {
+      const held = tf.ones([3]);
+      const gone = tf.ones([3]);
+      gone.dispose(); // reading it throws, as a read from a lost device would
+      try {
+        return (yield held)[0] + (yield gone)[0];
+      } finally {
+        held.dispose();
+      }
+    }
+    expect(() => readSync(steps())).toThrow("disposed");
+    await expect(readAsync(steps())).rejects.toThrow("disposed");
+    expect(tf.memory().numTensors).toBe(before);
+  });
+});
 
 describe("shardShape", () => {
   test("covers at least one pair and never more than there are", () => {
