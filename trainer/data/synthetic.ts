@@ -8,8 +8,8 @@
  * a fixed direction. An image holds 2–4 objects, each covering several of its 36 regions
  * (prototype + attribute directions + gaussian noise), the other regions background clutter; the
  * features are ReLU outputs on roughly the scale of precomputed CNN region features (non-negative,
- * not normalized). Each image gets five captions, each naming a random non-empty subset of its
- * objects with random synonyms, some of their attributes, articles and relation words.
+ * not normalized). Each image gets five captions, each naming its objects (all of them, or a random
+ * non-empty subset) in random order, with some of their attributes, articles and relation words.
  *
  * Files written under the output folder:
  *   f30k_precomp/{train,dev,test}_ims.npy   float32 (images, 36, img_dim)
@@ -42,6 +42,14 @@ export interface SyntheticOptions {
   regionNoise: number;
   /** Multiplier from the unit-norm latent space to feature values. */
   featureScale: number;
+  /** Nouns per object class (synonyms); 1 names each class by one noun (and its plural). */
+  synonyms: number;
+  /**
+   * Whether every caption names every object of its image (as Flickr30K's descriptions mostly do),
+   * or a random non-empty subset of them. With subsets many captions ("a pude .") fit many images,
+   * so a mismatched caption is often not wrong and no per-sample loss can tell it apart.
+   */
+  mentionAll: boolean;
 }
 
 export const SYNTHETIC_DEFAULTS: SyntheticOptions = {
@@ -55,10 +63,12 @@ export const SYNTHETIC_DEFAULTS: SyntheticOptions = {
   vocabThreshold: 1,
   regionNoise: 0.45,
   featureScale: 8,
+  synonyms: 1,
+  mentionAll: true,
 };
 
 /** Bumped whenever the generator's output changes, so that cached datasets are regenerated. */
-export const SYNTHETIC_VERSION = 1;
+export const SYNTHETIC_VERSION = 2;
 
 export const SYNTHETIC_DATA_NAME = "f30k_precomp";
 
@@ -153,6 +163,7 @@ function resolveOptions(options: Partial<SyntheticOptions>): SyntheticOptions {
     if (!Number.isInteger(o[k]) || o[k] < 1) throw new Error(`synthetic option ${k} must be a positive integer, got ${o[k]}`);
   }
   if (o.classes < 4) throw new Error(`synthetic option classes must be at least 4 (images hold up to 4 objects), got ${o.classes}`);
+  if (!Number.isInteger(o.synonyms) || o.synonyms < 1) throw new Error(`synthetic option synonyms must be a positive integer, got ${o.synonyms}`);
   if (!(o.noiseRatio >= 0 && o.noiseRatio < 1)) throw new Error(`synthetic option noiseRatio must be in [0, 1), got ${o.noiseRatio}`);
   return o;
 }
@@ -182,7 +193,7 @@ function makeWorld(o: SyntheticOptions, rng: Random): World {
   const used = new Set<string>([...COLOURS, ...SIZES, ...RELATIONS, "a", "the", "some", "two"]);
   const nouns: string[][] = [];
   for (let c = 0; c < o.classes; c++) {
-    const k = 2 + rng.nextInt(2);
+    const k = Math.min(o.synonyms, 2 + rng.nextInt(2));
     const words: string[] = [];
     while (words.length < k) {
       const w = inventWord(rng);
@@ -252,7 +263,7 @@ function makeSplit(world: World, o: SyntheticOptions, images: number, rng: Rando
       const base = (img * REGIONS + r) * d;
       for (let i = 0; i < d; i++) features[base + i] = Math.max(0, o.featureScale * (v[i] + sigma * rng.normal()));
     }
-    for (let c = 0; c < CAPTIONS_PER_IMAGE; c++) captions.push(makeCaption(world, objects, rng));
+    for (let c = 0; c < CAPTIONS_PER_IMAGE; c++) captions.push(makeCaption(world, objects, o.mentionAll, rng));
   }
   return { features, captions };
 }
@@ -260,10 +271,11 @@ function makeSplit(world: World, o: SyntheticOptions, images: number, rng: Rando
 function makeCaption(
   world: World,
   objects: { cls: number; colour?: { word: string }; size?: { word: string } }[],
+  mentionAll: boolean,
   rng: Random,
 ): string {
   const order = rng.permutation(objects.length);
-  const named = order.subarray(0, 1 + rng.nextInt(objects.length));
+  const named = mentionAll ? order : order.subarray(0, 1 + rng.nextInt(objects.length));
   const phrases: string[] = [];
   for (const k of named) {
     const obj = objects[k];
