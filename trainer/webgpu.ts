@@ -19,11 +19,15 @@
  * mapAsync only when its instance processes events, which it schedules with setImmediate; the
  * wrapper installed here keeps those callbacks so that readSync can run them in a loop until the
  * staging buffer is mapped (the same copy-and-map that tfjs's own async read does).
+ *
+ * Kernels. tfjs-backend-webgpu 4.22 has every kernel PC2 uses, forward and backward
+ * (UnsortedSegmentSum, the embedding's gradient, included), and each meets the reference suite's
+ * tolerances with every op run as a shader (test/reference.test.ts), so none is replaced here.
+ * What is replaced is memory management: its buffer pool never frees (boundFreePool).
  */
 import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import * as tf from "../shared/model/tf";
-import { registerWebGpuKernels } from "../shared/model/kernels-webgpu";
 
 /** What an adapter says about itself (GPUAdapterInfo), plus whether it is a software fallback. */
 export interface AdapterSummary {
@@ -158,7 +162,12 @@ async function loadDawn(): Promise<Dawn> {
   if (dawn) return dawn;
   installTickCapture();
   const own = process.env.PC2_DAWN_NODE;
-  const mod = (own ? require(resolve(own)) : await import("webgpu")) as Dawn;
+  let mod: Dawn;
+  try {
+    mod = (own ? require(resolve(own)) : await import("webgpu")) as Dawn;
+  } catch (e) {
+    throw new Error(`Dawn's addon did not load (${String((e as Error)?.message ?? e).split("\n")[0]}); reinstall the webgpu package, or set PC2_DAWN_NODE to a dawn.node`);
+  }
   // GPUBufferUsage, GPUMapMode, … are globals in a browser; tfjs-backend-webgpu reads them so.
   for (const [k, v] of Object.entries(mod.globals)) if (!(k in globalThis)) (globalThis as Record<string, unknown>)[k] = v;
   dawn = mod;
@@ -389,7 +398,7 @@ export function registeredAdapter(): AdapterSummary | null {
 
 /**
  * Registers tfjs's "webgpu" backend on this adapter (a device with the adapter's limits, as
- * tfjs-backend-webgpu's own factory asks for), with the blocking readSync and PC2's kernels.
+ * tfjs-backend-webgpu's own factory asks for), with the blocking readSync and the bounded pool.
  * The device is created when the backend is first activated.
  */
 export async function registerWebGpuBackend(adapter: GPUAdapter, summary: AdapterSummary): Promise<void> {
@@ -421,7 +430,6 @@ export async function registerWebGpuBackend(adapter: GPUAdapter, summary: Adapte
     return backend;
   }, 1);
   registered = summary;
-  registerWebGpuKernels();
 }
 
 /** The adapter behind the active webgpu backend, or null. */
