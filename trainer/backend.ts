@@ -120,7 +120,8 @@ export async function initBackend(preferred: BackendChoice = "auto", loaders: Ba
       skipped.push(`webgpu: ${firstLine(e)}`);
     }
     if (preferred === "webgpu") {
-      throw new BackendUnavailableError(`--backend webgpu is unavailable (${skipped.join("; ")}). Without a GPU: ${SWIFTSHADER_HINT}`);
+      const why = skipped.join("; ");
+      throw new BackendUnavailableError(`--backend webgpu is unavailable (${why})${why.includes(SWIFTSHADER_HINT) ? "" : `. Without a GPU: ${SWIFTSHADER_HINT}`}`);
     }
   }
 
