@@ -1,29 +1,40 @@
 /**
- * Backend selection for the trainer and the command-line tools: TensorFlow's native binding
- * (tfjs-node-gpu, then tfjs-node) when it loads, else WebAssembly, else plain JavaScript.
+ * Backend selection for the trainer and the command-line tools: a hardware WebGPU adapter (Dawn),
+ * else TensorFlow's native binding (tfjs-node-gpu, then tfjs-node) when it loads, else
+ * WebAssembly, else plain JavaScript. A software WebGPU adapter (SwiftShader) is slower than wasm,
+ * so `auto` never takes one; `--backend webgpu` does, which is how the tests run WebGPU here.
  */
 import { existsSync, readdirSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { loadNativeBmm } from "../native/load";
 import * as tf from "../shared/model/tf";
 import { registerWasmKernels } from "../shared/model/kernels";
+import { type AdapterSummary, describeAdapter, SWIFTSHADER_HINT } from "./webgpu";
 
 export { loadNativeBmm };
 
-export const BACKENDS = ["auto", "tensorflow", "wasm", "cpu"] as const;
+export const BACKENDS = ["auto", "webgpu", "tensorflow", "wasm", "cpu"] as const;
 export type BackendChoice = (typeof BACKENDS)[number];
 
 export interface BackendInfo {
-  /** The tfjs backend name now active: "tensorflow", "wasm" or "cpu". */
+  /** The tfjs backend name now active: "webgpu", "tensorflow", "wasm" or "cpu". */
   name: string;
   /** The package that provided it. */
   provider: string;
   /** Why this one: what was tried and why the others were passed over. */
   reason: string;
+  /** The WebGPU adapter, when name is "webgpu". */
+  adapter?: AdapterSummary;
 }
 
 /** How each candidate is loaded; injectable so that tests can exercise the selection logic. */
 export interface BackendLoaders {
+  /**
+   * Finds a WebGPU adapter and registers the "webgpu" backend on it; throws when there is none.
+   * With allowSoftware false it does not go looking for SwiftShader, but may still return a
+   * software adapter that the system's drivers offer (the caller passes it over).
+   */
+  webgpu(options: { allowSoftware: boolean }): Promise<AdapterSummary>;
   /** Imports a native package; throws when it or its binding is missing. */
   native(pkg: "@tensorflow/tfjs-node-gpu" | "@tensorflow/tfjs-node"): Promise<void>;
   wasm(): Promise<void>;
@@ -33,6 +44,16 @@ export interface BackendLoaders {
 }
 
 export const defaultLoaders: BackendLoaders = {
+  async webgpu({ allowSoftware }) {
+    const w = await import("./webgpu");
+    const have = w.registeredAdapter();
+    if (have && (allowSoftware || !have.software)) return have;
+    const found = await w.findAdapter({ allowSoftware });
+    if (!found.adapter || !found.summary) throw new Error(`no WebGPU adapter (${found.notes.join("; ")})`);
+    if (found.summary.software && !allowSoftware) return found.summary;
+    await w.registerWebGpuBackend(found.adapter, found.summary);
+    return found.summary;
+  },
   async native(pkg) {
     // Importing a package whose addon was never built registers its kernels and then throws;
     // look for the addon first, so that a missing one costs nothing and says why.
@@ -76,19 +97,40 @@ function firstLine(e: unknown): string {
 }
 
 /**
- * Picks and activates a backend. `auto` tries tensorflow (native), then wasm, then cpu; an explicit
- * choice that cannot be activated is an error naming what to install.
+ * Picks and activates a backend. `auto` tries a hardware WebGPU adapter, then tensorflow (native),
+ * then wasm, then cpu; an explicit choice that cannot be activated is an error naming what to install.
  */
 export async function initBackend(preferred: BackendChoice = "auto", loaders: BackendLoaders = defaultLoaders): Promise<BackendInfo> {
   if (!BACKENDS.includes(preferred)) throw new BackendUnavailableError(`unknown backend '${preferred}' (valid: ${BACKENDS.join(", ")})`);
   const skipped: string[] = [];
+
+  if (preferred === "auto" || preferred === "webgpu") {
+    const provider = "@tensorflow/tfjs-backend-webgpu on Dawn";
+    try {
+      const adapter = await loaders.webgpu({ allowSoftware: preferred === "webgpu" });
+      if (adapter.software && preferred === "auto") {
+        skipped.push(`webgpu: only a software adapter, ${describeAdapter(adapter)}, slower than wasm`);
+      } else if (await loaders.activate("webgpu")) {
+        const why = preferred === "auto" ? `WebGPU adapter ${describeAdapter(adapter)}` : `requested; adapter ${describeAdapter(adapter)}`;
+        return { name: "webgpu", provider, reason: why, adapter };
+      } else {
+        skipped.push(`webgpu: adapter ${describeAdapter(adapter)} found but the backend failed to initialise`);
+      }
+    } catch (e) {
+      skipped.push(`webgpu: ${firstLine(e)}`);
+    }
+    if (preferred === "webgpu") {
+      const why = skipped.join("; ");
+      throw new BackendUnavailableError(`--backend webgpu is unavailable (${why})${why.includes(SWIFTSHADER_HINT) ? "" : `. Without a GPU: ${SWIFTSHADER_HINT}`}`);
+    }
+  }
 
   if (preferred === "auto" || preferred === "tensorflow") {
     for (const pkg of NATIVE) {
       try {
         await loaders.native(pkg);
         if (await loaders.activate("tensorflow")) {
-          return { name: "tensorflow", provider: pkg, reason: preferred === "auto" ? `native binding of ${pkg} loaded` : "requested" };
+          return { name: "tensorflow", provider: pkg, reason: preferred === "auto" ? `native binding of ${pkg} loaded${skipped.length ? ` (${skipped.join("; ")})` : ""}` : "requested" };
         }
         skipped.push(`${pkg}: loaded but the 'tensorflow' backend failed to initialise`);
       } catch (e) {

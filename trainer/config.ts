@@ -68,7 +68,7 @@ export const FLAGS = {
   gpu: { type: "int", default: null, help: "GPU id (with tfjs-node-gpu, TensorFlow uses the GPUs CUDA_VISIBLE_DEVICES exposes; set that instead).", group: "run" },
   seed: { type: "int", default: 0, help: "Random seed.", group: "run" },
   output_dir: { type: "string", default: "output/<time>", help: "Output dir (default output/<YYYY_MM_DD_HH_MM_SS>).", group: "run" },
-  backend: { type: "string", default: "auto", help: "TensorFlow.js backend: auto (tensorflow, then wasm, then cpu) | tensorflow | wasm | cpu.", choices: BACKENDS, group: "run" },
+  backend: { type: "string", default: "auto", help: "TensorFlow.js backend: auto (a hardware WebGPU adapter, then tensorflow, then wasm, then cpu; never SwiftShader) | webgpu (a GPU, or SwiftShader without one) | tensorflow | wasm | cpu.", choices: BACKENDS, group: "run" },
   "world-size": { type: "int", default: -1, help: "Accepted; training runs in one process (single-GPU training, as the official results).", group: "distributed" },
   rank: { type: "int", default: -1, help: "Accepted; single process.", group: "distributed" },
   "dist-url": { type: "string", default: "tcp://127.0.0.1:10001", help: "Accepted; unused.", group: "distributed" },

@@ -263,7 +263,7 @@ describe("parseTrainArgs: mistakes", () => {
     ["data_name outside the set", ["--data_name", "cub_precomp"], [/--data_name/, /f30k_precomp/, /coco_precomp/, /cc152k_precomp/, /now100k_precomp/]],
     ["tokenizer outside the set", ["--data_path", "d", "--tokenizer", "spm"], [/--tokenizer/, /bpe, bert, jieba/]],
     ["warmup_type outside the set", ["--data_path", "d", "--warmup_type", "none"], [/--warmup_type/, /warmup, warmup_sele/]],
-    ["backend outside the set", ["--data_path", "d", "--backend", "webgpu"], [/--backend/, /auto, tensorflow, wasm, cpu/]],
+    ["backend outside the set", ["--data_path", "d", "--backend", "webgl"], [/--backend/, /auto, webgpu, tensorflow, wasm, cpu/]],
     ["noise_ratio 1.0", ["--data_path", "d", "--noise_ratio", "1.0"], [/--noise_ratio/, /\[0, 1\)/, /got 1\b/]],
     ["noise_ratio -0.1", ["--data_path", "d", "--noise_ratio", "-0.1"], [/--noise_ratio/, /\[0, 1\)/]],
     ["p_threshold 1.5", ["--data_path", "d", "--p_threshold", "1.5"], [/--p_threshold/, /\[0, 1\]/]],
