@@ -28,7 +28,7 @@ import { REGIONS, sgrafConfig, type SgrafConfig } from "../shared/model/config";
 import { ParamStore } from "../shared/model/params";
 import { Adam } from "../shared/model/optim";
 import { encodeCaptions, encodeImages, similarityMatrix } from "../shared/model/inference";
-import { type Batch, trainStep } from "../shared/model/steps";
+import { type ModelBatch, trainStep } from "../shared/model/steps";
 import { Random } from "../shared/random";
 import { loadAverage, median } from "./support/stats";
 
@@ -56,7 +56,7 @@ const webgpu = info.name === "webgpu";
 console.log(`backend ${info.name}${info.adapter ? `; adapter ${describeAdapter(info.adapter)}` : ""}; load average ${loadAverage()}`);
 console.log(`dims: img ${dims.img_dim}, embed ${dims.embed_size}, word ${dims.word_dim}, sim ${dims.sim_dim}, proj ${dims.proj_dim}, vocab ${dims.vocab}, batch ${dims.batch}, ${REGIONS} regions, captions ~${dims.len} words`);
 
-function randomBatch(rng: Random, cfg: SgrafConfig, B: number, meanLen: number): Batch {
+function randomBatch(rng: Random, cfg: SgrafConfig, B: number, meanLen: number): ModelBatch {
   const lengths = Int32Array.from({ length: B }, () => Math.max(3, Math.round(meanLen + 3 * rng.normal())));
   const T = Math.max(...lengths);
   const captions = new Int32Array(B * T);
