@@ -112,7 +112,7 @@ export const SYNTHETIC_PRESET: Partial<Record<FlagName, number | string>> = {
   proj_dim: 16,
   batch_size: 16,
   num_epochs: 2,
-  warmup_epoch: 4,
+  warmup_epoch: 6,
   warmup_epoch_2: 1,
   lr_update: 2,
   learning_rate: 0.002,
