@@ -93,7 +93,7 @@ export function evaluateSplit(nets: ParamStore[], split: CaptionSplit, o: EvalOp
     return { i2t: report.i2t, t2i: report.t2i, rsum: report.rsum, folds: report.perFold, images: nImages, captions: split.length };
   }
   const spreads: SimilaritySpread[] = [];
-  const sims = ensembleSims(encoded, nets, { ...o, onNet: (k, s) => (spreads[k] = similaritySpread(s, nImages, perCaptions)) });
+  const sims = ensembleSims(encoded, nets, { ...o, onNet: (k, s) => (spreads[k] = { ...similaritySpread(s, nImages, perCaptions), rsum: evaluateRecall(s, nImages, perCaptions).rsum }) });
   return { ...evaluateRecall(sims, nImages, perCaptions), images: nImages, captions: split.length, spreads };
 }
 

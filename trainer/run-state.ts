@@ -6,6 +6,7 @@
  * `--model_path` without `--resume`: co-training starts at epoch 0), or resumed at the next step.
  */
 import { existsSync } from "node:fs";
+import type { NetReference } from "../shared/eval/diagnostics";
 import type { SgrafConfig } from "../shared/model/config";
 import { Adam } from "../shared/model/optim";
 import { ParamStore } from "../shared/model/params";
@@ -34,7 +35,7 @@ export interface Run {
   /** The checkpoint holding the state at the start of the co-training epoch in progress. */
   restorePoint: string | null;
   /** Each net's similarity std on the validation split after warmup (the collapse rule's reference). */
-  referenceStd: { A: number; B: number } | null;
+  reference: { A: NetReference; B: NetReference } | null;
 }
 
 /** Raised for a run that cannot go on (a NaN loss, a checkpoint that does not fit the data). */
@@ -78,7 +79,7 @@ export function startRun(config: TrainConfig, model: SgrafConfig, data: Data, lo
     bestTest: null,
     lrScale: { A: 1, B: 1 },
     restorePoint: null,
-    referenceStd: null,
+    reference: null,
   };
   if (!config.model_path) return run;
   if (!existsSync(config.model_path)) throw new TrainingFault(`=> no checkpoint found at '${config.model_path}'`);
@@ -111,7 +112,7 @@ export function startRun(config: TrainConfig, model: SgrafConfig, data: Data, lo
   run.bestTest = st.bestTest;
   run.lrScale = st.lrScale;
   run.restorePoint = st.restorePoint;
-  run.referenceStd = st.referenceStd;
+  run.reference = st.reference;
   run.nets.A.optimizer.lr = st.lr.A;
   run.nets.B.optimizer.lr = st.lr.B;
   return run;
@@ -130,7 +131,7 @@ export async function saveRun(run: Run, path: string): Promise<void> {
       model: run.model,
       lrScale: run.lrScale,
       restorePoint: run.restorePoint,
-      referenceStd: run.referenceStd,
+      reference: run.reference,
     },
     nets: run.nets,
     banks: run.banks,

@@ -13,7 +13,7 @@
 import { appendFileSync, mkdirSync } from "node:fs";
 import { basename, join, resolve } from "node:path";
 import { cleanComponent, fitGmm1D } from "../shared/eval/gmm";
-import { COLLAPSE_RATIO, DEGENERATE_SPLIT_SHARE, collapsed, degenerateSplit, rocAuc } from "../shared/eval/diagnostics";
+import { COLLAPSE_RATIO, DEGENERATE_SPLIT_SHARE, type NetReference, collapsed, degenerateSplit, rocAuc } from "../shared/eval/diagnostics";
 import { formatRecall } from "../shared/eval/metrics";
 import { klConsistency, minMaxNormalize, splitPrecisionRecall, splitProb } from "../shared/eval/split";
 import { sgrafConfig } from "../shared/model/config";
@@ -153,18 +153,18 @@ export async function train(config0: TrainConfig, hooks: TrainHooks, options: { 
       // (plain SGRAF on the noisy pairs); the official selection starts after it.
       const candidate = config.select === "all" || config.num_epochs === 0;
       const v = validate("warmup", () => candidate);
-      run.referenceStd = { A: v.spreads![0].std, B: v.spreads![1].std };
+      run.reference = netReference(v);
       if (candidate) await keepBest("warmup", v);
       writeResults(outputDir, run);
     }
 
     // Co-training: per epoch split → train A → train B → validate → test at the best → checkpoint.
     hooks.log("* Co-training");
-    if (run.cursor.stage === "cotrain" && run.referenceStd === null) {
+    if (run.cursor.stage === "cotrain" && run.reference === null) {
       // Started from a warmup checkpoint: the collapse rule's reference is the loaded nets' spread.
       const r = evaluateSplit([run.nets.A.params, run.nets.B.params], data.dev, { batchSize: config.batch_size });
-      run.referenceStd = { A: r.spreads![0].std, B: r.spreads![1].std };
-      hooks.log(`similarity spread of the loaded nets on the validation split: std A ${run.referenceStd.A.toExponential(2)}, B ${run.referenceStd.B.toExponential(2)}`);
+      run.reference = netReference(r);
+      hooks.log(`the loaded nets on the validation split: similarity std A ${run.reference.A.std.toExponential(2)}, B ${run.reference.B.std.toExponential(2)}; own rsum A ${run.reference.A.rsum.toFixed(1)}, B ${run.reference.B.rsum.toFixed(1)}`);
     }
     while (run.cursor.stage === "cotrain" && run.cursor.epoch < config.num_epochs) {
       const epoch = run.cursor.epoch;
@@ -427,7 +427,7 @@ async function trainPart(ctx: PartContext, which: "A" | "B"): Promise<RandomStat
 
 /** Records what the diagnostics found, and logs it where a user will see it. */
 function alarm(ctx: PartContext, kind: AlarmRecord["kind"], epoch: number | "warmup", net: NetName, value: number, threshold: number, action: string): void {
-  const what = kind === "collapsed_net" ? `net ${net} COLLAPSED: its validation similarities have std ${value.toExponential(2)} (< ${threshold.toExponential(2)}, a tenth of its spread after warmup); its ranking is near chance` : `net ${net}'s split is DEGENERATE: it keeps ${(100 * value).toFixed(1)}% of the pairs as clean`;
+  const what = kind === "collapsed_net" ? `net ${net} COLLAPSED: its validation similarities went nearly constant (std ${value.toExponential(2)}, under ${threshold.toExponential(2)}, a tenth of its spread after warmup) and its own ranking is lost` : `net ${net}'s split is DEGENERATE: it keeps ${(100 * value).toFixed(1)}% of the pairs as clean`;
   ctx.hooks.log(`!! epoch ${epoch}: ${what}; ${action}`);
   ctx.metrics({ type: "alarm", kind, epoch: epoch === "warmup" ? 0 : epoch, net, value, threshold, action });
 }
@@ -442,7 +442,7 @@ function recoverCollapsed(ctx: PartContext, epoch: number, v: SplitEvaluation): 
   let restored = false;
   for (const k of netCollapsed(run, v)) {
     const std = v.spreads![k === "A" ? 0 : 1].std;
-    const bound = COLLAPSE_RATIO * run.referenceStd![k];
+    const bound = COLLAPSE_RATIO * run.reference![k].std;
     if (run.config.recovery === "restore" && run.restorePoint) {
       restoreNet(run, k, run.restorePoint);
       run.lrScale[k] /= 10;
@@ -455,10 +455,16 @@ function recoverCollapsed(ctx: PartContext, epoch: number, v: SplitEvaluation): 
   return restored;
 }
 
-/** The nets whose validation similarities went nearly constant against their own post-warmup spread. */
+/** Each net's spread and own rsum in a validation: the reference of the collapse rule. */
+function netReference(v: SplitEvaluation): { A: NetReference; B: NetReference } {
+  const [a, b] = v.spreads!;
+  return { A: { std: a.std, rsum: a.rsum ?? 0 }, B: { std: b.std, rsum: b.rsum ?? 0 } };
+}
+
+/** The nets whose validation similarities went nearly constant and whose own ranking was lost. */
 function netCollapsed(run: Run, v: SplitEvaluation): NetName[] {
-  if (!run.referenceStd) return [];
-  return (["A", "B"] as const).filter((k, i) => collapsed(v.spreads![i], run.referenceStd![k]));
+  if (!run.reference) return [];
+  return (["A", "B"] as const).filter((k, i) => collapsed(v.spreads![i], run.reference![k]));
 }
 
 /** The official test at a best validation (MS-COCO: five 1K folds, and the full 5K printed beside). */

@@ -36,7 +36,14 @@ export function rocAuc(scores: ArrayLike<number>, labels: ArrayLike<number>): nu
  * How spread one net's similarity matrix is: mean and standard deviation over every (image,
  * caption) pair, and over the matching pairs (caption j of image floor(j / perCaptions)).
  */
-export const SimilaritySpreadSchema = v.object({ mean: v.number(), std: v.number(), meanPos: v.number(), stdPos: v.number() });
+export const SimilaritySpreadSchema = v.object({
+  mean: v.number(),
+  std: v.number(),
+  meanPos: v.number(),
+  stdPos: v.number(),
+  /** The net's own rsum on the split (its ranking alone, before the two-net average). */
+  rsum: v.optional(v.number()),
+});
 export type SimilaritySpread = v.InferOutput<typeof SimilaritySpreadSchema>;
 
 /** The spread of a similarity matrix [nImages, nImages · perCaptions], rows images. */
@@ -74,9 +81,26 @@ export function degenerateSplit(cleanShare: number): boolean {
  * e2e-size nets after warmup 0.10–0.16), so the rule is relative. Measured (docs/fidelity.md,
  * "Collapse"): collapsed e2e nets, ranking at chance, score with std 1e-4–1.3e-3, under 1/70 of
  * their post-warmup spread; healthy nets stayed above 0.17 of it (tiny SAF at a high learning rate).
+ * A spread can also shrink while the ranking holds (the default run's net A went to 0.036 of its
+ * spread with the ensemble at validation rsum 550), so between 1/100 and 1/10 of its spread a
+ * collapse also needs the net's own rsum to have fallen under half of its post-warmup rsum
+ * (collapsed e2e nets: 46–58 against 217–290). Under 1/100 the scores are constant in all but
+ * rounding, and whatever ranking is left comes from ties.
  */
 export const COLLAPSE_RATIO = 0.1;
 
-export function collapsed(spread: SimilaritySpread, referenceStd: number, ratio = COLLAPSE_RATIO): boolean {
-  return !(spread.std >= ratio * referenceStd);
+/** What a net's later validations are measured against: its spread and own rsum after warmup. */
+export const NetReferenceSchema = v.object({ std: v.number(), rsum: v.number() });
+export type NetReference = v.InferOutput<typeof NetReferenceSchema>;
+
+/** The share of its post-warmup rsum under which a net's own ranking counts as lost. */
+export const COLLAPSE_RSUM_RATIO = 0.5;
+/** Under this share of its post-warmup spread a net is collapsed whatever its ranking. */
+export const COLLAPSE_FLAT_RATIO = 0.01;
+
+export function collapsed(spread: SimilaritySpread, reference: NetReference): boolean {
+  if (!(spread.std >= COLLAPSE_FLAT_RATIO * reference.std)) return true;
+  const flat = !(spread.std >= COLLAPSE_RATIO * reference.std);
+  const lost = spread.rsum === undefined || !(spread.rsum >= COLLAPSE_RSUM_RATIO * reference.rsum);
+  return flat && lost;
 }

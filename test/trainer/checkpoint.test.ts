@@ -49,7 +49,7 @@ function makeCheckpoint(m: SgrafConfig, captions = 50, seed = 1): Checkpoint {
     model: m,
     lrScale: { A: 1, B: 0.1 },
     restorePoint: "/somewhere/checkpoint_latest_validation.safetensors",
-    referenceStd: { A: 0.03, B: 0.02 },
+    reference: { A: { std: 0.03, rsum: 300 }, B: { std: 0.02, rsum: 250 } },
   };
   // The split of the epoch in progress: probabilities and labels per caption, per net.
   const netSplit = () => ({

@@ -1,5 +1,5 @@
 import { describe, expect, test } from "bun:test";
-import { COLLAPSE_RATIO, DEGENERATE_SPLIT_SHARE, collapsed, degenerateSplit, rocAuc, similaritySpread } from "../../../shared/eval/diagnostics";
+import { COLLAPSE_FLAT_RATIO, COLLAPSE_RATIO, DEGENERATE_SPLIT_SHARE, collapsed, degenerateSplit, rocAuc, similaritySpread } from "../../../shared/eval/diagnostics";
 
 describe("rocAuc", () => {
   test("perfect, reversed, chance and ties (Mann-Whitney with mid-ranks)", () => {
@@ -31,13 +31,19 @@ describe("rules", () => {
     expect(degenerateSplit(0.02)).toBe(false);
   });
 
-  test("a net is collapsed below a tenth of its post-warmup spread (NaN counts as collapsed)", () => {
-    const at = (std: number) => ({ mean: 0.5, std, meanPos: 0.5, stdPos: std });
-    expect(collapsed(at(0.03 * COLLAPSE_RATIO * 0.99), 0.03)).toBe(true);
-    expect(collapsed(at(0.03 * COLLAPSE_RATIO * 1.01), 0.03)).toBe(false);
-    expect(collapsed(at(0), 0.03)).toBe(true);
-    expect(collapsed(at(Number.NaN), 0.03)).toBe(true);
+  test("a net is collapsed when its spread is under a tenth of its post-warmup one and its own rsum under half", () => {
+    const ref = { std: 0.03, rsum: 300 };
+    const at = (std: number, rsum?: number) => ({ mean: 0.5, std, meanPos: 0.5, stdPos: std, rsum });
+    expect(collapsed(at(0.03 * COLLAPSE_RATIO * 0.99, 100), ref)).toBe(true);
+    expect(collapsed(at(0.03 * COLLAPSE_RATIO * 1.01, 100), ref)).toBe(false);
+    expect(collapsed(at(0, 50), ref)).toBe(true);
+    expect(collapsed(at(Number.NaN, 50), ref)).toBe(true);
+    // A flat but still well-ranked net (the default run's net A: 0.036 of its spread, ensemble rsum 550) is not collapsed.
+    expect(collapsed(at(0.001, 0.6 * 300), ref)).toBe(false);
+    expect(collapsed(at(0.001, 0.4 * 300), ref)).toBe(true);
+    // Under a hundredth of its spread a net is collapsed whatever ties leave of its ranking.
+    expect(collapsed(at(0.03 * COLLAPSE_FLAT_RATIO * 0.99, 300), ref)).toBe(true);
     // A tiny net whose healthy spread is small is not collapsed for it.
-    expect(collapsed(at(0.004), 0.0044)).toBe(false);
+    expect(collapsed(at(0.004, 300), { std: 0.0044, rsum: 300 })).toBe(false);
   });
 });
