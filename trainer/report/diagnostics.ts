@@ -41,7 +41,7 @@ export function diagnosticsSection(vals: ValidationRecord[], allSplits: SplitRec
   );
   return `<section id="diagnostics">
 <h2>Diagnostics</h2>
-<p class="muted">Clean share: the pairs a net's loss split keeps for its peer. AUC: how well the per-sample loss and the PO inconsistency rank the known noisy pairs above the clean ones (0.5 is chance; – when the noise is unknown). Spread: the standard deviation of the net's similarities over every validation pair, and its ratio to the net's spread after warmup; a net is collapsed under 0.1. A split made at the start of epoch e comes from the nets as validated at the end of epoch e − 1.</p>
+<p class="muted">Clean share: the pairs a net's loss split keeps for its peer. AUC: how well the per-sample loss and the PO inconsistency rank the known noisy pairs above the clean ones (0.5 is chance; – when the noise is unknown). Spread: the standard deviation of the net's similarities over every validation pair, and its ratio to the net's spread after warmup; a net is collapsed under 0.01, or under 0.1 when its own ranking also fell under half of its post-warmup rsum. A split made at the start of epoch e comes from the nets as validated at the end of epoch e − 1.</p>
 <table id="table-diagnostics">
 <thead><tr><th>Epoch</th><th>Net</th><th>Clean share %</th><th>AUC loss</th><th>AUC PO</th><th>Sim. std</th><th>÷ warmup</th><th>Mean pos. sim.</th></tr></thead>
 <tbody>
