@@ -4,6 +4,7 @@
  * driven by playwright-core (which downloads no browser), and the page's answers read back from
  * its DOM, where data attributes carry them at full precision.
  */
+import { withTimeout } from "../../support.ts";
 import { existsSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { type Browser, type Page, chromium } from "playwright-core";
@@ -22,18 +23,6 @@ export const WEBGPU_FLAGS = ["--enable-unsafe-webgpu", "--use-webgpu-adapter=swi
 export function requireChromium(): void {
   if (!existsSync(CHROMIUM)) {
     throw new Error(`no Chromium at ${CHROMIUM}: the browser test drives the system Chromium; install it with 'apt-get install -y chromium' (or set PC2_CHROMIUM to its binary)`);
-  }
-}
-
-export async function withTimeout<T>(promise: Promise<T>, ms: number, what: () => string): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms: ${what()}`)), ms);
-  });
-  try {
-    return await Promise.race([promise, timeout]);
-  } finally {
-    clearTimeout(timer);
   }
 }
 
@@ -151,3 +140,5 @@ export async function postJson<T>(url: string, path: string, body: unknown): Pro
   if (!res.ok) throw new Error(`${path}: HTTP ${res.status} ${await res.text()}`);
   return (await res.json()) as T;
 }
+
+export { withTimeout };

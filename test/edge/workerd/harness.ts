@@ -7,6 +7,7 @@
  * undici dispatcher it relies on), and wrangler refuses Node < 22.12, which is what this machine
  * has. `wrangler deploy --dry-run --outdir` bundles fine under Bun, and Miniflare starts workerd.
  */
+import { withTimeout } from "../../support.ts";
 import { mkdtemp, readdir, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { basename, join, resolve } from "node:path";
@@ -39,18 +40,6 @@ export interface RunningWorker {
   logs(): string;
   fetch(path: string, init?: RequestInit): Promise<Response>;
   stop(): Promise<void>;
-}
-
-export async function withTimeout<T>(promise: Promise<T>, ms: number, what: () => string): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms: ${what()}`)), ms);
-  });
-  try {
-    return await Promise.race([promise, timeout]);
-  } finally {
-    clearTimeout(timer);
-  }
 }
 
 /** `wrangler deploy --dry-run` of `entry` into `outDir`; returns its output for diagnostics. */
@@ -148,3 +137,5 @@ export async function startWorker(entry: string, assetsDir: string, timeoutMs = 
     throw new Error(`${message}\n--- log ---\n${logs()}`);
   }
 }
+
+export { withTimeout };
