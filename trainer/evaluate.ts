@@ -5,8 +5,8 @@
  */
 import * as v from "valibot";
 import { type SimilaritySpread, SimilaritySpreadSchema, similaritySpread } from "../shared/eval/diagnostics";
-import { type RecallReport, RecallReportSchema, evaluateRecall, fold5, formatRecall } from "../shared/eval/metrics";
-import { type EncodedCaptions, type EncodedImages, type ShardOptions, concatCaptions, concatImages, encodeCaptions, encodeImages, ensembleSimilarity, sliceCaptions, selectImages } from "../shared/model/inference";
+import { type RecallReport, RecallReportSchema, evaluateRecall, foldMeans, formatRecall } from "../shared/eval/metrics";
+import { type EncodedCaptions, type EncodedImages, type ShardOptions, type EnsembleOptions, concatCaptions, concatImages, encodeCaptionsAsync, encodeImagesAsync, ensembleSimilarityAsync, sliceCaptions, selectImages } from "../shared/model/inference";
 import type { ParamStore } from "../shared/model/params";
 import type { CaptionSplit } from "./data/datasets";
 
@@ -21,24 +21,31 @@ export interface EncodedSplit {
 export interface EvalOptions extends Partial<ShardOptions> {
   batchSize: number;
   onProgress?: (done: number, total: number) => void;
+  /**
+   * Awaited after every encoded batch and every similarity shard: the trainer yields to the event
+   * loop there (so that SIGINT is heard within one shard) and throws to stop.
+   */
+  pause?: () => Promise<void>;
 }
 
 /** Encodes the images (once each) and the captions of a split with one net (the official encode_data). */
-export function encodeSplit(p: ParamStore, split: CaptionSplit, o: EvalOptions): EncodedSplit {
+export async function encodeSplit(p: ParamStore, split: CaptionSplit, o: EvalOptions): Promise<EncodedSplit> {
   const nImages = Math.floor(split.length / split.imDiv);
   const imgParts: EncodedImages[] = [];
   const total = nImages + split.length;
   for (let i0 = 0; i0 < nImages; i0 += o.batchSize) {
     const idx = Int32Array.from({ length: Math.min(o.batchSize, nImages - i0) }, (_, k) => i0 + k);
-    imgParts.push(encodeImages(p, split.images.gather(idx), idx.length));
+    imgParts.push(await encodeImagesAsync(p, split.images.gather(idx), idx.length));
     o.onProgress?.(i0 + idx.length, total);
+    await o.pause?.();
   }
   const capParts: EncodedCaptions[] = [];
   for (let c0 = 0; c0 < split.length; c0 += o.batchSize) {
     const caps = split.captions.slice(c0, Math.min(split.length, c0 + o.batchSize));
     const { tokens, lengths } = padCaptions(caps);
-    capParts.push(encodeCaptions(p, tokens, lengths));
+    capParts.push(await encodeCaptionsAsync(p, tokens, lengths));
     o.onProgress?.(nImages + c0 + caps.length, total);
+    await o.pause?.();
   }
   return { images: concatImages(imgParts), captions: concatCaptions(capParts), nImages, perCaptions: split.perCaptions };
 }
@@ -56,11 +63,11 @@ export function padCaptions(caps: readonly Int32Array[]): { tokens: Int32Array; 
 export function ensembleSims(
   encoded: EncodedSplit[],
   nets: ParamStore[],
-  o: Partial<ShardOptions> & { onNet?: (k: number, sims: Float32Array) => void } = {},
+  o: EnsembleOptions = {},
   images?: ArrayLike<number>,
   captions?: [number, number],
-): Float32Array {
-  return ensembleSimilarity(
+): Promise<Float32Array> {
+  return ensembleSimilarityAsync(
     nets,
     (k) => (images ? selectImages(encoded[k].images, images) : encoded[k].images),
     (k) => (captions ? sliceCaptions(encoded[k].captions, captions[0], captions[1]) : encoded[k].captions),
@@ -80,20 +87,23 @@ export const SplitEvaluationSchema = v.object({
 export type SplitEvaluation = v.InferOutput<typeof SplitEvaluationSchema>;
 
 /** Recall of one or two nets on a split; `fold5` evaluates five 1K-image folds as evalrank(fold5=True). */
-export function evaluateSplit(nets: ParamStore[], split: CaptionSplit, o: EvalOptions & { fold5?: boolean }): SplitEvaluation {
-  const encoded = nets.map((p) => encodeSplit(p, split, o));
+export async function evaluateSplit(nets: ParamStore[], split: CaptionSplit, o: EvalOptions & { fold5?: boolean }): Promise<SplitEvaluation> {
+  const encoded: EncodedSplit[] = [];
+  for (const p of nets) encoded.push(await encodeSplit(p, split, o));
   const { nImages, perCaptions } = encoded[0];
   if (o.fold5) {
     const per = 1000;
     if (nImages < 5 * per) throw new Error(`--fold5 needs 5000 images in ${split.files.images}, found ${nImages}`);
-    const report = fold5((f) => {
+    const perFold: RecallReport[] = [];
+    for (let f = 0; f < 5; f++) {
       const imgs = Int32Array.from({ length: per }, (_, i) => f * per + i);
-      return ensembleSims(encoded, nets, o, imgs, [f * per * perCaptions, (f + 1) * per * perCaptions]);
-    }, { folds: 5, imagesPerFold: per, perCaptions });
+      perFold.push(evaluateRecall(await ensembleSims(encoded, nets, o, imgs, [f * per * perCaptions, (f + 1) * per * perCaptions]), per, perCaptions));
+    }
+    const report = foldMeans(perFold);
     return { i2t: report.i2t, t2i: report.t2i, rsum: report.rsum, folds: report.perFold, images: nImages, captions: split.length };
   }
   const spreads: SimilaritySpread[] = [];
-  const sims = ensembleSims(encoded, nets, { ...o, onNet: (k, s) => (spreads[k] = { ...similaritySpread(s, nImages, perCaptions), rsum: evaluateRecall(s, nImages, perCaptions).rsum }) });
+  const sims = await ensembleSims(encoded, nets, { ...o, onNet: (k, s) => (spreads[k] = { ...similaritySpread(s, nImages, perCaptions), rsum: evaluateRecall(s, nImages, perCaptions).rsum }) });
   return { ...evaluateRecall(sims, nImages, perCaptions), images: nImages, captions: split.length, spreads };
 }
 

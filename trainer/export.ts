@@ -12,7 +12,7 @@ import { ParamStore } from "../shared/model/params";
 import { readCheckpointFile } from "./checkpoint";
 import { outputError, temporaryName } from "./files";
 import { type CaptionSplit, loadVocabulary } from "./data/datasets";
-import { encodeSplit } from "./evaluate";
+import { type EncodedSplit, encodeSplit } from "./evaluate";
 import { type Data, OUTPUT_FILES, type Run } from "./train";
 
 export interface ExportInput {
@@ -25,11 +25,14 @@ export interface ExportInput {
   gallery?: CaptionSplit | null;
   runConfig?: Record<string, unknown>;
   batchSize?: number;
+  /** Awaited after every encoded batch of the gallery (see EvalOptions.pause). */
+  pause?: () => Promise<void>;
 }
 
 /** Encodes a split with every net, with the caption texts (detokenized) and token ids. */
-export function buildGallery(nets: ParamStore[], split: CaptionSplit, vocab: VocabFile | null, batchSize = 128): Gallery {
-  const enc = nets.map((p) => encodeSplit(p, split, { batchSize }));
+export async function buildGallery(nets: ParamStore[], split: CaptionSplit, vocab: VocabFile | null, options: { batchSize?: number; pause?: () => Promise<void> } = {}): Promise<Gallery> {
+  const enc: EncodedSplit[] = [];
+  for (const p of nets) enc.push(await encodeSplit(p, split, { batchSize: options.batchSize ?? 128, pause: options.pause }));
   const tokens = split.captions.slice(0, split.length).map((c) => Array.from(c));
   const texts = tokens.map((t) => (vocab ? t.slice(1, -1).map((id) => vocab.idx2word[String(id)] ?? "<unk>").join(" ") : null));
   return { split: split.split, perCaptions: split.perCaptions, images: enc.map((e) => e.images), captions: enc.map((e) => e.captions), texts, tokens };
@@ -37,7 +40,7 @@ export function buildGallery(nets: ParamStore[], split: CaptionSplit, vocab: Voc
 
 /** Writes the model directory `out` (atomically: a temporary directory renamed into place). */
 export async function exportModel(out: string, input: ExportInput): Promise<{ dir: string; files: number; bytes: number; digest: string }> {
-  const gallery = input.gallery ? buildGallery(input.nets, input.gallery, input.vocab, input.batchSize) : null;
+  const gallery = input.gallery ? await buildGallery(input.nets, input.gallery, input.vocab, input) : null;
   const files = await encodeModelPackage({
     config: input.config,
     netNames: input.names,
@@ -75,7 +78,7 @@ export async function exportModel(out: string, input: ExportInput): Promise<{ di
  * exists but cannot be read is an error: exporting other nets in its place would hand the user a
  * model they did not select.
  */
-export async function exportRun(run: Run, data: Data, outputDir: string, log: (line: string) => void): Promise<string> {
+export async function exportRun(run: Run, data: Data, outputDir: string, log: (line: string) => void, pause?: () => Promise<void>): Promise<string> {
   const best = join(outputDir, OUTPUT_FILES.best);
   let nets = [run.nets.A.params, run.nets.B.params];
   let owned = false;
@@ -98,6 +101,7 @@ export async function exportRun(run: Run, data: Data, outputDir: string, log: (l
       gallery: data.test,
       runConfig: run.config as unknown as Record<string, unknown>,
       batchSize: run.config.batch_size,
+      pause,
     });
     return r.dir;
   } finally {

@@ -33,7 +33,7 @@ export async function quickEval(modelDir = QUICK_MODEL_DIR): Promise<EvalResult 
     throw new Error(`${modelDir}: the model's vocabulary (${pkg.config.vocab_size}) is not the embedded dataset's (${vocabSize}); rebuild it with bun scripts/build-quick-model.ts`);
   }
   const test = loadSplit({ dataPath: ds.dataPath, dataName: ds.dataName, split: "test", vocab, vocabSize, imgDim: pkg.config.img_dim });
-  pkg.gallery = buildGallery(pkg.nets, test, vocab.toJSON());
+  pkg.gallery = await buildGallery(pkg.nets, test, vocab.toJSON());
   const engine = new Pc2Engine(pkg);
   const r = await engine.evaluate();
   engine.dispose();

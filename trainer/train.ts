@@ -28,6 +28,7 @@ import { type TrainBatch, batchCount, shuffledBatches } from "./data/batches";
 import { type Data, loadData } from "./data/load";
 import { type SplitEvaluation, evaluateSplit, formatMetricLines } from "./evaluate";
 import type { AlarmRecord, MetricsRecord, Net as NetName, Phase } from "./metrics";
+import { yieldToEventLoop } from "./stop";
 import { COTRAIN_PARTS, type NetSplit, type Run, TrainingFault, WARMUP_PARTS, disposeRun, nextEpoch, nextPart, partName, restoreNet, saveRun, startRun } from "./run-state";
 
 export type { Data } from "./data/load";
@@ -39,10 +40,16 @@ export interface TrainHooks {
   log(line: string): void;
   /** Progress of a phase: start / tick / end. */
   progress: { start(phase: string, total: number): void; tick(step: number, values?: Record<string, number>): void; end(summary?: string): void };
-  /** Polled after every step: true once SIGINT/SIGTERM asked the run to stop. */
+  /**
+   * Polled after every step, split batch and evaluation shard, each time after a turn of the event
+   * loop (so that signal handlers have run): true once SIGINT/SIGTERM asked the run to stop.
+   */
   stopRequested(): boolean;
-  /** Writes the report and the exported model at the end (or after an interruption). */
-  finish?(run: Run, data: Data, outputDir: string): Promise<void>;
+  /**
+   * Writes the report and the exported model at the end (or after an interruption); awaits `pause`
+   * between its batches, which throws TrainingInterrupted once a stop is requested.
+   */
+  finish?(run: Run, data: Data, outputDir: string, pause: () => Promise<void>): Promise<void>;
 }
 
 export class TrainingInterrupted extends Error {
@@ -101,19 +108,35 @@ export async function train(config0: TrainConfig, hooks: TrainHooks, options: { 
 
   // The two nets: fresh, from a warmup checkpoint, or resumed.
   const run = startRun(config, model, data, hooks.log);
+  const interruptedPath = join(outputDir, OUTPUT_FILES.interrupted);
+  let interrupting = false;
+  /**
+   * Saves the run where it stands (the cursor names the next thing to do: the step after the last
+   * one done, or the evaluation under way, which a resume redoes), writes the report, and stops.
+   */
   const interrupt = async (): Promise<never> => {
-    const path = join(outputDir, OUTPUT_FILES.interrupted);
-    await saveRun(run, path);
+    // A stop asked again while the interruption's own report is written ends at once.
+    if (interrupting) throw new TrainingInterrupted(interruptedPath);
+    interrupting = true;
+    await saveRun(run, interruptedPath);
     metrics({ type: "event", message: `interrupted at ${run.cursor.stage} epoch ${run.cursor.epoch}, ${partName(run.cursor)}, step ${run.cursor.step}` });
-    await hooks.finish?.(run, data, outputDir);
-    throw new TrainingInterrupted(path);
+    await hooks.finish?.(run, data, outputDir, pause);
+    throw new TrainingInterrupted(interruptedPath);
   };
-  const ctx: PartContext = { run, data, hooks, metrics, interrupt };
+  /** Between steps, batches and shards: let signal handlers run, then stop if one asked to. */
+  const pause = async (): Promise<void> => {
+    stopSelfAt(ctx.phase);
+    await yieldToEventLoop();
+    if (hooks.stopRequested()) await interrupt();
+  };
+  const ctx: PartContext = { run, data, hooks, metrics, interrupt, pause, phase: "warmup" };
+  const evalOptions = { batchSize: config.batch_size, pause };
   let lastValidation: SplitEvaluation | null = null;
   /** The official validation, with each net's similarity spread recorded beside the recalls. */
-  const validate = (epoch: number | "warmup", best: (v: SplitEvaluation) => boolean, recovered = false): SplitEvaluation => {
+  const validate = async (epoch: number | "warmup", best: (v: SplitEvaluation) => boolean, recovered = false): Promise<SplitEvaluation> => {
+    ctx.phase = "validation";
     hooks.log("Validating ...");
-    const r = evaluateSplit([run.nets.A.params, run.nets.B.params], data.dev, { batchSize: config.batch_size });
+    const r = await evaluateSplit([run.nets.A.params, run.nets.B.params], data.dev, evalOptions);
     hooks.log(`Image to text: ${formatRecall(r.i2t)}`);
     hooks.log(`Text to image: ${formatRecall(r.t2i)}`);
     const spread = { A: r.spreads![0], B: r.spreads![1] };
@@ -121,13 +144,18 @@ export async function train(config0: TrainConfig, hooks: TrainHooks, options: { 
     lastValidation = r;
     return r;
   };
-  /** A test at a best validation: the checkpoint of this state becomes the best one. */
-  const keepBest = async (epoch: number | "warmup", v: SplitEvaluation) => {
-    run.bestRsum = v.rsum;
-    run.bestEpoch = epoch;
-    run.bestTest = test(ctx, epoch);
+  /**
+   * Saves the state after an evaluated epoch as the latest checkpoint and, at a best validation
+   * (`tested`: the test already run on it), as the best one.
+   */
+  const checkpoint = async (epoch: number | "warmup", v: SplitEvaluation, tested: SplitEvaluation | null) => {
+    if (tested) {
+      run.bestRsum = v.rsum;
+      run.bestEpoch = epoch;
+      run.bestTest = tested;
+    }
     await saveRun(run, join(outputDir, OUTPUT_FILES.latest));
-    copyFileAtomic(join(outputDir, OUTPUT_FILES.latest), join(outputDir, OUTPUT_FILES.best));
+    if (tested) copyFileAtomic(join(outputDir, OUTPUT_FILES.latest), join(outputDir, OUTPUT_FILES.best));
   };
 
   try {
@@ -146,15 +174,22 @@ export async function train(config0: TrainConfig, hooks: TrainHooks, options: { 
         run.nets[k].optimizer.reset();
         run.nets[k].optimizer = new Adam({ lr: config.learning_rate });
       }
-      run.cursor = { stage: config.num_epochs > 0 ? "cotrain" : "done", epoch: 0, part: 0, step: 0, dataRng: run.cursor.dataRng };
+      // The warmup checkpoint starts co-training; the run's own cursor stays at the end of warmup
+      // until its validation is done, so that an interruption there redoes it on resume.
+      const warmupEnd = run.cursor;
+      run.cursor = { stage: config.num_epochs > 0 ? "cotrain" : "done", epoch: 0, part: 0, step: 0, dataRng: warmupEnd.dataRng };
+      const after = run.cursor;
       run.restorePoint = join(outputDir, OUTPUT_FILES.warmup(Math.max(0, config.warmup_epoch - 1)));
       await saveRun(run, run.restorePoint);
+      run.cursor = warmupEnd;
       // The post-warmup model is a candidate with --select all, and the result with --num_epochs 0
       // (plain SGRAF on the noisy pairs); the official selection starts after it.
       const candidate = config.select === "all" || config.num_epochs === 0;
-      const v = validate("warmup", () => candidate);
+      const v = await validate("warmup", () => candidate);
       run.reference = netReference(v);
-      if (candidate) await keepBest("warmup", v);
+      const tested = candidate ? await test(ctx, "warmup") : null;
+      run.cursor = after;
+      if (candidate) await checkpoint("warmup", v, tested);
       writeResults(outputDir, run);
     }
 
@@ -162,7 +197,8 @@ export async function train(config0: TrainConfig, hooks: TrainHooks, options: { 
     hooks.log("* Co-training");
     if (run.cursor.stage === "cotrain" && run.reference === null) {
       // Started from a warmup checkpoint: the collapse rule's reference is the loaded nets' spread.
-      const r = evaluateSplit([run.nets.A.params, run.nets.B.params], data.dev, { batchSize: config.batch_size });
+      ctx.phase = "validation";
+      const r = await evaluateSplit([run.nets.A.params, run.nets.B.params], data.dev, evalOptions);
       run.reference = netReference(r);
       hooks.log(`the loaded nets on the validation split: similarity std A ${run.reference.A.std.toExponential(2)}, B ${run.reference.B.std.toExponential(2)}; own rsum A ${run.reference.A.rsum.toFixed(1)}, B ${run.reference.B.rsum.toFixed(1)}`);
     }
@@ -181,18 +217,20 @@ export async function train(config0: TrainConfig, hooks: TrainHooks, options: { 
       const isBest = (r: SplitEvaluation) => r.rsum > run.bestRsum;
       // A validation whose collapsed net is about to be restored is not a candidate; the one after is.
       const willRestore = (r: SplitEvaluation) => config.recovery === "restore" && run.restorePoint !== null && netCollapsed(run, r).length > 0;
-      let v = validate(epoch, (r) => !willRestore(r) && isBest(r));
-      if (recoverCollapsed(ctx, epoch, v)) v = validate(epoch, isBest, true);
+      let v = await validate(epoch, (r) => !willRestore(r) && isBest(r));
+      if (recoverCollapsed(ctx, epoch, v)) v = await validate(epoch, isBest, true);
+      // Everything that can be interrupted happens before the cursor moves on: a resume redoes it.
+      const tested = isBest(v) ? await test(ctx, epoch) : null;
       metrics({ type: "epoch", phase: "train", epoch, seconds: (performance.now() - t0) / 1000, lr });
       nextEpoch(run);
       run.split = null;
-      if (isBest(v)) await keepBest(epoch, v);
-      else await saveRun(run, join(outputDir, OUTPUT_FILES.latest));
+      await checkpoint(epoch, v, tested);
       run.restorePoint = join(outputDir, OUTPUT_FILES.latest);
       writeResults(outputDir, run);
     }
     writeResults(outputDir, run);
-    await hooks.finish?.(run, data, outputDir);
+    ctx.phase = "export";
+    await hooks.finish?.(run, data, outputDir, pause);
     return { outputDir, bestEpoch: run.bestEpoch, bestRsum: run.bestRsum, test: run.bestTest, lastValidation };
   } finally {
     disposeRun(run);
@@ -209,6 +247,25 @@ interface PartContext {
   metrics: (r: MetricsRecord) => void;
   /** Saves a resumable checkpoint at the current step and stops. */
   interrupt(): Promise<never>;
+  /** Yields to the event loop, then interrupts if a stop was requested. */
+  pause(): Promise<void>;
+  /** What the run is doing (the signal tests stop the process at a phase: see stopSelfAt). */
+  phase: RunPhase;
+}
+
+export const RUN_PHASES = ["warmup", "split", "train", "validation", "test", "export"] as const;
+export type RunPhase = (typeof RUN_PHASES)[number];
+
+let stoppedSelf = false;
+/**
+ * For the signal tests (test/trainer/signals.test.ts): with PC2_SIGSTOP_AT=<phase> the process
+ * stops itself (SIGSTOP) at its first pause in that phase, once, so that a test can send a real
+ * SIGINT at an exact point of a real run and then let it continue (SIGCONT). Unset, it does nothing.
+ */
+function stopSelfAt(phase: RunPhase): void {
+  if (stoppedSelf || process.env.PC2_SIGSTOP_AT !== phase) return;
+  stoppedSelf = true;
+  process.kill(process.pid, "SIGSTOP");
 }
 
 function stepOptions(run: Run) {
@@ -240,12 +297,13 @@ async function afterStep(ctx: PartContext, phase: Phase, which: NetName, i: numb
   if (i % run.config.log_step === 0 || run.cursor.step === total) {
     ctx.metrics({ type: "step", phase, net: which, epoch: run.cursor.epoch, step: i, steps: total, lr: run.nets[which].optimizer.lr, time: Date.now() / 1000, ...meter.values() });
   }
-  if (ctx.hooks.stopRequested()) await ctx.interrupt();
+  await ctx.pause();
 }
 
 /** Official `warmup`: one epoch of one net over all (noisy) pairs, storing PO in the bank. */
 async function warmupPart(ctx: PartContext, which: "A" | "B"): Promise<RandomState> {
   const { run, data, hooks } = ctx;
+  ctx.phase = "warmup";
   const net = run.nets[which];
   const c = run.config;
   const rng = Random.fromState(run.cursor.dataRng);
@@ -277,6 +335,7 @@ async function warmupPart(ctx: PartContext, which: "A" | "B"): Promise<RandomSta
  */
 async function splitPart(ctx: PartContext): Promise<RandomState> {
   const { run, data, hooks } = ctx;
+  ctx.phase = "split";
   const c = run.config;
   const N = data.train.length;
   const K = run.model.proj_dim;
@@ -303,6 +362,7 @@ async function splitPart(ctx: PartContext): Promise<RandomState> {
       }
     }
     hooks.progress.tick(++step);
+    await ctx.pause(); // an interrupted split is redone from its start: the cursor is still at step 0
   }
   hooks.progress.end();
   const known = data.noise.source !== "none";
@@ -365,6 +425,7 @@ function histogram(x: Float64Array, noisy: Uint8Array | null, bins: number): { b
  */
 async function trainPart(ctx: PartContext, which: "A" | "B"): Promise<RandomState> {
   const { run, data, hooks } = ctx;
+  ctx.phase = "train";
   const c = run.config;
   const other = which === "A" ? "B" : "A";
   const s = run.split![other];
@@ -468,17 +529,18 @@ function netCollapsed(run: Run, v: SplitEvaluation): NetName[] {
 }
 
 /** The official test at a best validation (MS-COCO: five 1K folds, and the full 5K printed beside). */
-function test(ctx: PartContext, epoch: number | "warmup"): SplitEvaluation {
+async function test(ctx: PartContext, epoch: number | "warmup"): Promise<SplitEvaluation> {
   const { run, data, hooks, metrics } = ctx;
+  ctx.phase = "test";
   const nets = [run.nets.A.params, run.nets.B.params];
   const split = data.test.split as "test" | "testall";
-  const evalOpts = { batchSize: run.config.batch_size };
+  const evalOpts = { batchSize: run.config.batch_size, pause: ctx.pause };
   hooks.log("Best validation! Testing ...");
   const fold5 = data.dataName === "coco_precomp";
-  const t = evaluateSplit(nets, data.test, { ...evalOpts, fold5 });
+  const t = await evaluateSplit(nets, data.test, { ...evalOpts, fold5 });
   for (const line of formatMetricLines(t)) hooks.log(line);
   if (fold5) {
-    const full = evaluateSplit(nets, data.test, evalOpts);
+    const full = await evaluateSplit(nets, data.test, evalOpts);
     hooks.log("full 5K:");
     for (const line of formatMetricLines(full)) hooks.log(line);
     metrics({ type: "test", epoch, split, fold5: false, i2t: full.i2t, t2i: full.t2i, rsum: full.rsum });

@@ -214,6 +214,12 @@ export function fold5(simsOfFold: (fold: number) => SimMatrix, options: Partial<
   if (!Number.isInteger(folds) || folds < 1) throw new RangeError(`fold5: folds must be a positive integer, got ${folds}`);
   const perFold: RecallReport[] = [];
   for (let k = 0; k < folds; k++) perFold.push(evaluateRecall(simsOfFold(k), imagesPerFold, perCaptions));
+  return foldMeans(perFold);
+}
+
+/** The five-fold report from each fold's own report: every figure is the mean over the folds. */
+export function foldMeans(perFold: RecallReport[]): Fold5Report {
+  const folds = perFold.length;
   const mean = (get: (r: RecallReport) => number) => perFold.reduce((acc, r) => acc + get(r), 0) / folds;
   const meanOf = (dir: "i2t" | "t2i"): RecallMetrics => ({
     r1: mean((r) => r[dir].r1),

@@ -59,12 +59,20 @@ export function readSync<R>(steps: Readback<R>): R {
   }
 }
 
-/** Runs a Readback with asynchronous reads. */
-export async function readAsync<R>(steps: Readback<R>): Promise<R> {
+/**
+ * Runs a Readback with asynchronous reads. `pause`, when given, is awaited after every read (an
+ * encoded batch, a similarity shard): a caller that must answer signals yields to the event loop
+ * there, and may throw to abandon the computation (the generator still disposes its tensors).
+ */
+export async function readAsync<R>(steps: Readback<R>, pause?: () => Promise<void>): Promise<R> {
   let done = false;
   try {
     let step = steps.next();
-    while (!step.done) step = steps.next((await step.value.data()) as Float32Array);
+    while (!step.done) {
+      const values = (await step.value.data()) as Float32Array;
+      if (pause) await pause();
+      step = steps.next(values);
+    }
     done = true;
     return step.value;
   } finally {
@@ -247,7 +255,11 @@ export function similarityMatrix(p: ParamStore, imgs: EncodedImages, caps: Encod
   return readSync(similaritySteps(p, imgs, caps, options));
 }
 
-export type EnsembleOptions = Partial<ShardOptions> & { onNet?: (k: number, sims: Float32Array) => void };
+export type EnsembleOptions = Partial<ShardOptions> & {
+  onNet?: (k: number, sims: Float32Array) => void;
+  /** Awaited after every shard by the async variant (see readAsync). */
+  pause?: () => Promise<void>;
+};
 
 function* ensembleSteps(nets: readonly ParamStore[], images: (k: number) => EncodedImages, captions: (k: number) => EncodedCaptions, options: EnsembleOptions): Readback<Float32Array> {
   if (nets.length === 0) throw new RangeError("ensembleSimilarity: no nets");
@@ -272,7 +284,7 @@ export function ensembleSimilarity(nets: readonly ParamStore[], images: (k: numb
 }
 
 export function ensembleSimilarityAsync(nets: readonly ParamStore[], images: (k: number) => EncodedImages, captions: (k: number) => EncodedCaptions, options: EnsembleOptions = {}): Promise<Float32Array> {
-  return readAsync(ensembleSteps(nets, images, captions, options));
+  return readAsync(ensembleSteps(nets, images, captions, options), options.pause);
 }
 
 /** Zero-padded tensors of captions [c0, c1) (the caller disposes them). */

@@ -59,7 +59,7 @@ describe("uint8 export fidelity on the embedded test split", () => {
     const ds = ensureSynthetic(resolve(REPO_ROOT, ".cache"), { imgDim: base.config.img_dim });
     const { vocab, vocabSize } = loadVocabulary({ vocabPath: ds.vocabPath, dataName: ds.dataName });
     const test = loadSplit({ dataPath: ds.dataPath, dataName: ds.dataName, split: "test", vocab, vocabSize, imgDim: base.config.img_dim });
-    const gallery = buildGallery(base.nets, test, vocab.toJSON());
+    const gallery = await buildGallery(base.nets, test, vocab.toJSON());
     f32 = await exported(base, gallery, "float32");
     u8 = await exported(base, gallery, "uint8");
     for (const p of base.nets) p.dispose();

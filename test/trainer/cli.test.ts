@@ -155,14 +155,14 @@ describe("bun run eval on a checkpoint of a tiny run", () => {
       const { vocab, vocabSize } = loadVocabulary({ vocabPath: ds.vocabPath, dataName: ds.dataName });
       const split = loadSplit({ dataPath: ds.dataPath, dataName: ds.dataName, split: "test", vocab, vocabSize, imgDim: ds.imgDim });
       const net = ParamStore.fromArrays(state.model, tensors, p);
-      const want = evaluateSplit([net], split, { batchSize: 128 });
+      const want = await evaluateSplit([net], split, { batchSize: 128 });
       expect(await evalJson(p, DATA_FLAGS())).toEqual({ i2t: want.i2t, t2i: want.t2i, rsum: want.rsum });
 
       // …which is not the ensemble: its similarity matrix differs from the two nets' average.
       const other = ParamStore.fromArrays(state.model, officialTensors([`model_${k === "A" ? "B" : "A"}.`], true), p);
-      const enc = [net, other].map((n) => encodeSplit(n, split, { batchSize: 128 }));
-      const single = ensembleSims([enc[0]], [net]);
-      const both = ensembleSims(enc, [net, other]);
+      const enc = [await encodeSplit(net, split, { batchSize: 128 }), await encodeSplit(other, split, { batchSize: 128 })];
+      const single = await ensembleSims([enc[0]], [net]);
+      const both = await ensembleSims(enc, [net, other]);
       let d = 0;
       for (let i = 0; i < single.length; i++) d = Math.max(d, Math.abs(single[i] - both[i]));
       expect(d).toBeGreaterThan(1e-4);

@@ -10,7 +10,7 @@ import { initBackend } from "../../trainer/backend";
 import { readCheckpointFile } from "../../trainer/checkpoint";
 import type { SyntheticDataset } from "../../trainer/data/synthetic";
 import { OUTPUT_FILES, TrainingInterrupted, train } from "../../trainer/train";
-import { checkpointDiff, readMetrics, recordingHooks, tempDir, tinyConfig, tinyDataset } from "./train-fixtures";
+import { checkpointDiff, expectSameFinalRun, readMetrics, recordingHooks, tempDir, tinyConfig, tinyDataset } from "./train-fixtures";
 
 // The cpu backend is slow (a tiny run takes tens of seconds on 2 cores): generous bounds, not assertions.
 setDefaultTimeout(600_000);
@@ -25,19 +25,7 @@ let full: string;
 /** A copy of the full run's latest checkpoint taken as epoch 1 began (a checkpoint at an epoch boundary). */
 let boundary: string;
 
-const finalOf = (dir: string) => join(dir, OUTPUT_FILES.latest);
-
-function expectSameFinalState(dir: string) {
-  const { max, worst, diffs } = checkpointDiff(finalOf(full), finalOf(dir));
-  // Every tensor of both: the two nets, their Adam moments and step counts, and both PO banks.
-  expect([...diffs.keys()].some((k) => k.startsWith("bank_A."))).toBe(true);
-  expect([...diffs.keys()].some((k) => k.startsWith("optimizer_B."))).toBe(true);
-  expect({ worst, max: max <= TOLERANCE ? "within" : max }).toEqual({ worst, max: "within" });
-  const a = readCheckpointFile(finalOf(full)).state;
-  const b = readCheckpointFile(finalOf(dir)).state;
-  for (const k of ["cursor", "bestRsum", "bestEpoch", "bestTest", "modelRng", "lr"] as const) expect([k, b[k]]).toEqual([k, a[k]]);
-  expect(JSON.parse(readFileSync(join(dir, OUTPUT_FILES.results), "utf8"))).toEqual(JSON.parse(readFileSync(join(full, OUTPUT_FILES.results), "utf8")));
-}
+const expectSameFinalState = (dir: string) => expectSameFinalRun(full, dir, TOLERANCE);
 
 beforeAll(async () => {
   await initBackend("cpu");

@@ -2,6 +2,7 @@
  * Tiny training runs for the trainer tests: a small synthetic dataset in a temporary folder, the
  * command line of a tiny configuration pointing at it, quiet hooks, and checkpoint comparison.
  */
+import { expect } from "bun:test";
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -138,4 +139,21 @@ export function checkpointDiff(a: string, b: string): { max: number; worst: stri
 /** Files of a folder that a crashed atomic write would leave behind. */
 export function leftoverTemporaries(dir: string): string[] {
   return readdirSync(dir).filter((f) => f.includes(".tmp-"));
+}
+
+/**
+ * Expects run `dir` to have ended in the state of run `full`: every tensor of the latest checkpoint
+ * (both nets, their Adam moments and step counts, both PO banks) within `tolerance`, the schedule
+ * and selection state equal, and the same results.json.
+ */
+export function expectSameFinalRun(full: string, dir: string, tolerance: number): void {
+  const finalOf = (d: string) => join(d, OUTPUT_FILES.latest);
+  const { max, worst, diffs } = checkpointDiff(finalOf(full), finalOf(dir));
+  expect([...diffs.keys()].some((k) => k.startsWith("bank_A."))).toBe(true);
+  expect([...diffs.keys()].some((k) => k.startsWith("optimizer_B."))).toBe(true);
+  expect({ worst, max: max <= tolerance ? "within" : max }).toEqual({ worst, max: "within" });
+  const a = readCheckpointFile(finalOf(full)).state;
+  const b = readCheckpointFile(finalOf(dir)).state;
+  for (const k of ["cursor", "bestRsum", "bestEpoch", "bestTest", "modelRng", "lr"] as const) expect([k, b[k]]).toEqual([k, a[k]]);
+  expect(JSON.parse(readFileSync(join(dir, OUTPUT_FILES.results), "utf8"))).toEqual(JSON.parse(readFileSync(join(full, OUTPUT_FILES.results), "utf8")));
 }

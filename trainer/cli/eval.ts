@@ -73,7 +73,7 @@ async function evaluate(argv: string[]): Promise<number> {
     }
     const data = loadSplit({ dataPath: pick("data_path"), dataName: pick("data_name"), split, vocab, vocabSize, tokenizer: pick("tokenizer"), imgDim: model.config.img_dim });
     if (!values.json) console.log(`${model.kind} ${model.source}: nets ${model.names.join("+")}; ${data.dataName} ${split}: ${Math.floor(data.length / data.imDiv)} images, ${data.length} captions`);
-    const r = evaluateSplit(model.nets, data, { batchSize, fold5: Boolean(values.fold5) });
+    const r = await evaluateSplit(model.nets, data, { batchSize, fold5: Boolean(values.fold5) });
     if (values.json) console.log(JSON.stringify({ i2t: r.i2t, t2i: r.t2i, rsum: r.rsum }));
     else {
       if (r.folds) r.folds.forEach((f, i) => console.log(`fold ${i}: rsum ${f.rsum.toFixed(1)}`));

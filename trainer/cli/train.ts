@@ -12,6 +12,7 @@ import { parseMetricsJsonl } from "../report";
 import { renderReport } from "../report";
 import { OUTPUT_FILES, type Data, type Run, TrainingFault, TrainingInterrupted, train } from "../train";
 import { exportRun } from "../export";
+import { installStopSignals } from "../stop";
 import { OutputWriteError, writeFileAtomic } from "../files";
 import { readFileSync, existsSync } from "node:fs";
 
@@ -57,25 +58,18 @@ export async function main(argv: string[]): Promise<number> {
   if (config.synthetic) log("No --data_path/--data_name/--vocab_path: training on the embedded synthetic dataset (f30k_precomp layout) with the small configuration; expect a few minutes on 2 CPU cores.");
   explainIgnored(config, log);
 
-  let stop = false;
-  const onSignal = (sig: string) => {
-    if (stop) process.exit(130);
-    stop = true;
-    console.error(`\n${sig}: finishing the current step, then writing a resumable checkpoint (press again to abort now)`);
-  };
-  process.on("SIGINT", () => onSignal("SIGINT"));
-  process.on("SIGTERM", () => onSignal("SIGTERM"));
+  const stop = installStopSignals((sig) => console.error(`\n${sig}: finishing the current step, then writing a resumable checkpoint (press again to abort now)`));
 
   const progress = createProgress({ tty: Boolean(process.stdout.isTTY), logStep: config.log_step, write: (s) => process.stdout.write(s) });
-  const finish = async (run: Run, data: Data, outputDir: string) => {
+  const finish = async (run: Run, data: Data, outputDir: string, pause: () => Promise<void>) => {
     await writeReport(outputDir, run.config as unknown as Record<string, unknown>);
     log(`report: ${join(outputDir, OUTPUT_FILES.report)}`);
     if (run.cursor.stage === "done") {
-      log(`exported model: ${await exportRun(run, data, outputDir, log)}`);
+      log(`exported model: ${await exportRun(run, data, outputDir, log, pause)}`);
     }
   };
   try {
-    const r = await train(config, { log, progress, stopRequested: () => stop, finish }, { backend: backend.name });
+    const r = await train(config, { log, progress, stopRequested: stop.requested, finish }, { backend: backend.name });
     log(`done: best validation rsum ${r.bestRsum.toFixed(1)} at epoch ${r.bestEpoch}; test rsum ${r.test ? r.test.rsum.toFixed(1) : "n/a"}; outputs in ${r.outputDir}`);
     return 0;
   } catch (e) {
