@@ -68,6 +68,7 @@ export const FLAGS = {
   gpu: { type: "int", default: null, help: "GPU id (with tfjs-node-gpu, TensorFlow uses the GPUs CUDA_VISIBLE_DEVICES exposes; set that instead).", group: "run" },
   seed: { type: "int", default: 0, help: "Random seed.", group: "run" },
   output_dir: { type: "string", default: "output/<time>", help: "Output dir (default output/<YYYY_MM_DD_HH_MM_SS>).", group: "run" },
+  eval_workers: { type: "int", default: 0, help: "Worker threads for validation, test and the split pass, each with its own wasm or cpu backend: 0 = one per core, 1 = none (all in the main thread). The numbers are the same either way.", group: "run" },
   backend: { type: "string", default: "auto", help: "TensorFlow.js backend: auto (a hardware WebGPU adapter, then tensorflow, then wasm, then cpu; never SwiftShader) | webgpu (a GPU, or SwiftShader without one) | tensorflow | wasm | cpu.", choices: BACKENDS, group: "run" },
   "world-size": { type: "int", default: -1, help: "Accepted; training runs in one process (single-GPU training, as the official results).", group: "distributed" },
   rank: { type: "int", default: -1, help: "Accepted; single process.", group: "distributed" },
@@ -212,7 +213,7 @@ function convert(name: string, f: Flag, raw: string): string | number {
 function validate(c: Record<string, unknown>) {
   const positive = ["batch_size", "proj_dim", "img_dim", "word_dim", "embed_size", "sim_dim", "num_layers", "sgr_step", "lr_update", "log_step"];
   for (const k of positive) if (!((c[k] as number) > 0)) throw new CliError(`--${k} must be a positive integer, got ${c[k]}`);
-  for (const k of ["num_epochs", "warmup_epoch", "warmup_epoch_2", "seed", "workers"]) if ((c[k] as number) < 0) throw new CliError(`--${k} must be >= 0, got ${c[k]}`);
+  for (const k of ["num_epochs", "warmup_epoch", "warmup_epoch_2", "seed", "workers", "eval_workers"]) if ((c[k] as number) < 0) throw new CliError(`--${k} must be >= 0, got ${c[k]}`);
   if (!((c.learning_rate as number) > 0)) throw new CliError(`--learning_rate must be > 0, got ${c.learning_rate}`);
   if (!((c.noise_ratio as number) >= 0 && (c.noise_ratio as number) < 1)) throw new CliError(`--noise_ratio must be in [0, 1), got ${c.noise_ratio}`);
   if (!((c.p_threshold as number) >= 0 && (c.p_threshold as number) <= 1)) throw new CliError(`--p_threshold must be in [0, 1], got ${c.p_threshold}`);

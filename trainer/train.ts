@@ -24,9 +24,10 @@ import { Random, type RandomState } from "../shared/random";
 import type { PoBank } from "./checkpoint";
 import type { TrainConfig } from "./config";
 import { copyFileAtomic, outputError, removeStaleTemporaries, writeFileAtomic } from "./files";
-import { type TrainBatch, batchCount, shuffledBatches } from "./data/batches";
+import { type TrainBatch, batchCount, batchesInOrder, shuffledBatches, shuffledOrder } from "./data/batches";
+import { EvalPool, poolSize } from "./eval-pool";
 import { type Data, loadData } from "./data/load";
-import { type SplitEvaluation, evaluateSplit, formatMetricLines } from "./evaluate";
+import { type SplitEvaluation, evaluateSplit, formatMetricLines, whilePausing } from "./evaluate";
 import type { AlarmRecord, MetricsRecord, Net as NetName, Phase } from "./metrics";
 import { yieldToEventLoop } from "./stop";
 import { COTRAIN_PARTS, type NetSplit, type Run, TrainingFault, WARMUP_PARTS, disposeRun, nextEpoch, nextPart, partName, restoreNet, saveRun, startRun } from "./run-state";
@@ -129,8 +130,9 @@ export async function train(config0: TrainConfig, hooks: TrainHooks, options: { 
     await yieldToEventLoop();
     if (hooks.stopRequested()) await interrupt();
   };
-  const ctx: PartContext = { run, data, hooks, metrics, interrupt, pause, phase: "warmup" };
-  const evalOptions = { batchSize: config.batch_size, pause };
+  const pool = await startPool(config, options.backend ?? tf.getBackend(), hooks.log);
+  const ctx: PartContext = { run, data, hooks, metrics, interrupt, pause, phase: "warmup", pool };
+  const evalOptions = { batchSize: config.batch_size, pause, pool };
   let lastValidation: SplitEvaluation | null = null;
   /** The official validation, with each net's similarity spread recorded beside the recalls. */
   const validate = async (epoch: number | "warmup", best: (v: SplitEvaluation) => boolean, recovered = false): Promise<SplitEvaluation> => {
@@ -233,8 +235,22 @@ export async function train(config0: TrainConfig, hooks: TrainHooks, options: { 
     await hooks.finish?.(run, data, outputDir, pause);
     return { outputDir, bestEpoch: run.bestEpoch, bestRsum: run.bestRsum, test: run.bestTest, lastValidation };
   } finally {
+    pool?.terminate();
     disposeRun(run);
   }
+}
+
+/** The evaluation pool of --eval_workers; none on one core, or on a GPU backend (the device is shared anyway). */
+async function startPool(config: TrainConfig, backend: string, log: (line: string) => void): Promise<EvalPool | null> {
+  const size = poolSize(config.eval_workers);
+  if (size < 2) return null;
+  if (backend !== "wasm" && backend !== "cpu") {
+    log(`--eval_workers: evaluation stays in the main thread on the ${backend} backend`);
+    return null;
+  }
+  const pool = await EvalPool.start(size, backend);
+  log(`validation, test and the split pass on ${size} workers (--eval_workers ${config.eval_workers || `0: one per core`})`);
+  return pool;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -251,6 +267,8 @@ interface PartContext {
   pause(): Promise<void>;
   /** What the run is doing (the signal tests stop the process at a phase: see stopSelfAt). */
   phase: RunPhase;
+  /** Workers for evaluation and the split pass (--eval_workers), or null: all in this thread. */
+  pool: EvalPool | null;
 }
 
 export const RUN_PHASES = ["warmup", "split", "train", "validation", "test", "export"] as const;
@@ -340,31 +358,24 @@ async function splitPart(ctx: PartContext): Promise<RandomState> {
   const N = data.train.length;
   const K = run.model.proj_dim;
   const rng = Random.fromState(run.cursor.dataRng);
-  const losses = { A: new Float64Array(N), B: new Float64Array(N) };
-  const ctt = { A: new Float64Array(N), B: new Float64Array(N) };
   const total = batchCount(N, c.batch_size);
   hooks.progress.start(`split [${run.cursor.epoch}]`, total);
-  let step = 0;
-  for (const batch of shuffledBatches(data.pairs, rng, { batchSize: c.batch_size })) {
-    for (const k of ["A", "B"] as const) {
-      const { loss, probs } = evalLoss(run.nets[k].params, batch, c.margin);
-      const bank = run.banks[k];
-      const bad: Record<string, number[]> = {};
-      for (let b = 0; b < batch.size; b++) {
-        const id = batch.ids[b];
-        losses[k][id] = loss[b];
-        if (bank.has[id]) ctt[k][id] = klConsistency(probs.subarray(b * K, (b + 1) * K), bank.probs.subarray(id * K, (id + 1) * K), K)[0];
-        if (!Number.isFinite(losses[k][id])) (bad[`per-sample loss is ${losses[k][id]}`] ??= []).push(id);
-        if (!Number.isFinite(ctt[k][id])) (bad[`PO consistency is ${ctt[k][id]}`] ??= []).push(id);
-      }
-      for (const [what, ids] of Object.entries(bad)) {
-        throw new TrainingFault(`split, epoch ${run.cursor.epoch}, batch ${step}, net ${k}: ${what} (sample ids ${ids.slice(0, 16).join(", ")}); training stopped, the last good checkpoint is intact`);
-      }
-    }
-    hooks.progress.tick(++step);
-    await ctx.pause(); // an interrupted split is redone from its start: the cursor is still at step 0
-  }
+  // Both nets walk the same batches (a sample's loss depends on the others in its batch): one order, drawn as shuffledBatches would.
+  const order = shuffledOrder(N, rng);
+  const pool = ctx.pool && EvalPool.canServe(data.pairs) ? ctx.pool : null;
+  const scores = pool ? await poolSplitScores(ctx, pool, order) : await splitScores(ctx, order);
   hooks.progress.end();
+  for (const k of ["A", "B"] as const) {
+    const bad: Record<string, number[]> = {};
+    for (let id = 0; id < N; id++) {
+      if (!Number.isFinite(scores.losses[k][id])) (bad[`per-sample loss is ${scores.losses[k][id]}`] ??= []).push(id);
+      if (!Number.isFinite(scores.ctt[k][id])) (bad[`PO consistency is ${scores.ctt[k][id]}`] ??= []).push(id);
+    }
+    for (const [what, ids] of Object.entries(bad)) {
+      throw new TrainingFault(`split, epoch ${run.cursor.epoch}, net ${k}: ${what} (sample ids ${ids.slice(0, 16).join(", ")}); training stopped, the last good checkpoint is intact`);
+    }
+  }
+  const { losses, ctt } = scores;
   const known = data.noise.source !== "none";
   const out = {} as { A: NetSplit; B: NetSplit };
   for (const k of ["A", "B"] as const) {
@@ -405,6 +416,46 @@ async function splitPart(ctx: PartContext): Promise<RandomState> {
   }
   run.split = out;
   return rng.state();
+}
+
+type SplitScores = { losses: { A: Float64Array; B: Float64Array }; ctt: { A: Float64Array; B: Float64Array } };
+
+/** Per-sample loss and PO consistency of both nets, batch by batch in this thread. */
+async function splitScores(ctx: PartContext, order: Int32Array): Promise<SplitScores> {
+  const { run, data, hooks } = ctx;
+  const c = run.config;
+  const N = data.train.length;
+  const K = run.model.proj_dim;
+  const out: SplitScores = { losses: { A: new Float64Array(N), B: new Float64Array(N) }, ctt: { A: new Float64Array(N), B: new Float64Array(N) } };
+  const ids = Int32Array.from({ length: N }, (_, i) => i);
+  let step = 0;
+  for (const batch of batchesInOrder(data.pairs, ids, order, { batchSize: c.batch_size })) {
+    for (const k of ["A", "B"] as const) {
+      const { loss, probs } = evalLoss(run.nets[k].params, batch, c.margin);
+      const bank = run.banks[k];
+      for (let b = 0; b < batch.size; b++) {
+        const id = batch.ids[b];
+        out.losses[k][id] = loss[b];
+        if (bank.has[id]) out.ctt[k][id] = klConsistency(probs.subarray(b * K, (b + 1) * K), bank.probs.subarray(id * K, (id + 1) * K), K)[0];
+      }
+    }
+    hooks.progress.tick(++step);
+    await ctx.pause(); // an interrupted split is redone from its start: the cursor is still at step 0
+  }
+  return out;
+}
+
+/** The same scores with each net on a worker of the evaluation pool, both at once. */
+async function poolSplitScores(ctx: PartContext, pool: EvalPool, order: Int32Array): Promise<SplitScores> {
+  const { run, data } = ctx;
+  await ctx.pause();
+  const o = { batchSize: run.config.batch_size, margin: run.config.margin };
+  const [a, b] = await whilePausing(
+    Promise.all((["A", "B"] as const).map(async (k) => pool.losses(data.pairs, await run.nets[k].params.toArrays(), run.model, run.banks[k], order, o))),
+    ctx.pause,
+  );
+  ctx.hooks.progress.tick(batchCount(data.train.length, run.config.batch_size));
+  return { losses: { A: a.loss, B: b.loss }, ctt: { A: a.ctt, B: b.ctt } };
 }
 
 function histogram(x: Float64Array, noisy: Uint8Array | null, bins: number): { bins: number; clean: number[]; noisy: number[] | null } {
@@ -534,7 +585,7 @@ async function test(ctx: PartContext, epoch: number | "warmup"): Promise<SplitEv
   ctx.phase = "test";
   const nets = [run.nets.A.params, run.nets.B.params];
   const split = data.test.split as "test" | "testall";
-  const evalOpts = { batchSize: run.config.batch_size, pause: ctx.pause };
+  const evalOpts = { batchSize: run.config.batch_size, pause: ctx.pause, pool: ctx.pool };
   hooks.log("Best validation! Testing ...");
   const fold5 = data.dataName === "coco_precomp";
   const t = await evaluateSplit(nets, data.test, { ...evalOpts, fold5 });

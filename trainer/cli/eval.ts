@@ -6,6 +6,7 @@
  * `--quick`: the CI recall check (see trainer/quick-eval.ts).
  */
 import { CliError, choiceFlag, intFlag, parseFlags, runCli } from "../../shared/cli";
+import { EvalPool, poolSize } from "../eval-pool";
 import { BACKENDS, BackendUnavailableError, describeBackend, initBackend } from "../backend";
 import { FormatError } from "../../shared/formats/ndarray";
 import { FLAGS } from "../config";
@@ -25,6 +26,7 @@ export const EVAL_HELP = `Usage: bun run eval --model_path <checkpoint | model d
   --split <name>        test | testall | dev (default: test; testall for coco_precomp)
   --fold5               MS-COCO: mean over five 1K-image folds of testall
   --batch_size <n>      encoding batch (default 128)
+  --eval_workers <n>    worker threads (0 = one per core, 1 = none; default 0)
   --backend <name>      ${BACKENDS.join(" | ")} (default auto)
   --json                print {"i2t": {...}, "t2i": {...}, "rsum": n} instead of the metric lines
   --quick               the CI quick eval: the committed model (assets/quick-model) scored through the
@@ -47,6 +49,7 @@ async function evaluate(argv: string[]): Promise<number> {
     json: { type: "boolean" },
     quick: { type: "boolean" },
     batch_size: { type: "string", default: "128" },
+    eval_workers: { type: "string", default: "0" },
     backend: { type: "string", default: "auto" },
     gpu: { type: "string" },
   });
@@ -58,6 +61,7 @@ async function evaluate(argv: string[]): Promise<number> {
   if (values.quick) return runQuickEval({ json: Boolean(values.json) });
   if (!values.model_path) throw new CliError("--model_path is required");
   const batchSize = intFlag("batch_size", values.batch_size, 1);
+  const workers = poolSize(intFlag("eval_workers", values.eval_workers, 0));
   try {
     const backend = await initBackend(backendChoice);
     if (!values.json) console.log(describeBackend(backend));
@@ -73,7 +77,13 @@ async function evaluate(argv: string[]): Promise<number> {
     }
     const data = loadSplit({ dataPath: pick("data_path"), dataName: pick("data_name"), split, vocab, vocabSize, tokenizer: pick("tokenizer"), imgDim: model.config.img_dim });
     if (!values.json) console.log(`${model.kind} ${model.source}: nets ${model.names.join("+")}; ${data.dataName} ${split}: ${Math.floor(data.length / data.imDiv)} images, ${data.length} captions`);
-    const r = await evaluateSplit(model.nets, data, { batchSize, fold5: Boolean(values.fold5) });
+    const pool = workers > 1 && (backend.name === "wasm" || backend.name === "cpu") ? await EvalPool.start(workers, backend.name) : null;
+    let r;
+    try {
+      r = await evaluateSplit(model.nets, data, { batchSize, fold5: Boolean(values.fold5), pool });
+    } finally {
+      pool?.terminate();
+    }
     if (values.json) console.log(JSON.stringify({ i2t: r.i2t, t2i: r.t2i, rsum: r.rsum }));
     else {
       if (r.folds) r.folds.forEach((f, i) => console.log(`fold ${i}: rsum ${f.rsum.toFixed(1)}`));

@@ -1,0 +1,84 @@
+/**
+ * A worker of the evaluation pool (trainer/eval-pool.ts): its own tfjs backend, the splits it was
+ * given (captions in memory, features read from their file by position), and one net per task,
+ * sent as arrays. It computes what evaluation and the split pass compute in the main thread,
+ * with the same functions, so the results are the same numbers.
+ */
+import { klConsistency } from "../shared/eval/split";
+import { ParamStore } from "../shared/model/params";
+import { evalLoss } from "../shared/model/steps";
+import { type BackendChoice, initBackend } from "./backend";
+import { batchesInOrder } from "./data/batches";
+import { openFeatures } from "./data/features";
+import { encodeSplit, ensembleSims } from "./evaluate";
+import type { PoolReply, PoolRequest, PoolSplit, SplitSpec } from "./eval-pool";
+
+declare const self: Worker;
+
+const splits = new Map<string, PoolSplit>();
+
+function openSplit(spec: SplitSpec): PoolSplit {
+  const images = openFeatures(spec.imagesFile, { regions: spec.regions, imgDim: spec.imgDim });
+  return { ...spec, images };
+}
+
+async function handle(req: PoolRequest): Promise<{ result: unknown; transfer: ArrayBuffer[] }> {
+  switch (req.kind) {
+    case "init": {
+      const info = await initBackend(req.backend as BackendChoice);
+      return { result: info.name, transfer: [] };
+    }
+    case "split": {
+      splits.get(req.key)?.images.close();
+      splits.set(req.key, openSplit(req.spec));
+      return { result: null, transfer: [] };
+    }
+    case "sims": {
+      const split = splits.get(req.key)!;
+      const p = ParamStore.fromArrays(req.model, req.net, "eval pool");
+      try {
+        const enc = await encodeSplit(p, split, { batchSize: req.batchSize });
+        const out: Float32Array[] = [];
+        for (const b of req.blocks) {
+          const images = Int32Array.from({ length: b.images[1] - b.images[0] }, (_, i) => b.images[0] + i);
+          out.push(await ensembleSims([enc], [p], req.budgetBytes === undefined ? {} : { budgetBytes: req.budgetBytes }, images, b.captions));
+        }
+        return { result: out, transfer: out.map((s) => s.buffer as ArrayBuffer) };
+      } finally {
+        p.dispose();
+      }
+    }
+    case "losses": {
+      const split = splits.get(req.key)!;
+      const p = ParamStore.fromArrays(req.model, req.net, "eval pool");
+      try {
+        const N = split.length;
+        const K = req.bank.classes;
+        const loss = new Float64Array(N);
+        const ctt = new Float64Array(N);
+        const ids = Int32Array.from({ length: N }, (_, i) => i);
+        for (const batch of batchesInOrder({ captions: split.captions, images: split.images, t2i: split.t2i! }, ids, req.order, { batchSize: req.batchSize })) {
+          const r = evalLoss(p, batch, req.margin);
+          for (let b = 0; b < batch.size; b++) {
+            const id = batch.ids[b];
+            loss[id] = r.loss[b];
+            if (req.bank.has[id]) ctt[id] = klConsistency(r.probs.subarray(b * K, (b + 1) * K), req.bank.probs.subarray(id * K, (id + 1) * K), K)[0];
+          }
+        }
+        return { result: { loss, ctt }, transfer: [loss.buffer, ctt.buffer] };
+      } finally {
+        p.dispose();
+      }
+    }
+  }
+}
+
+self.onmessage = async (event: MessageEvent<PoolRequest & { id: number }>) => {
+  const { id } = event.data;
+  try {
+    const { result, transfer } = await handle(event.data);
+    self.postMessage({ id, ok: true, result } satisfies PoolReply, transfer);
+  } catch (e) {
+    self.postMessage({ id, ok: false, error: e instanceof Error ? `${e.name}: ${e.message}${process.env.PC2_POOL_DEBUG ? `\n${e.stack}` : ""}` : String(e) } satisfies PoolReply);
+  }
+};
