@@ -30,12 +30,21 @@ export interface JiebaSource {
 }
 
 let ready: Promise<JiebaSegmenter> | null = null;
+let configured: JiebaSource = {};
+
+/**
+ * Where `loadJieba()` takes the module from when it is given none: a runtime's entry sets it at
+ * start (a Worker, its imported module) and nothing is instantiated until a text needs it.
+ */
+export function configureJieba(source: JiebaSource): void {
+  configured = source;
+}
 
 /**
  * The process's segmenter, instantiated once (jieba-wasm keeps one instance per JS realm). The
  * dictionary is unpacked on the first cut, not here.
  */
-export function loadJieba(source: JiebaSource = {}): Promise<JiebaSegmenter> {
+export function loadJieba(source: JiebaSource = configured): Promise<JiebaSegmenter> {
   ready ??= (async () => {
     if (source.module) initSync({ module: source.module });
     else if (source.bytes) initSync({ module: new WebAssembly.Module(source.bytes as Uint8Array<ArrayBuffer>) });
