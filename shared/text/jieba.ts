@@ -30,6 +30,7 @@ export interface JiebaSource {
 }
 
 let ready: Promise<JiebaSegmenter> | null = null;
+let memory: WebAssembly.Memory | null = null;
 let configured: JiebaSource = {};
 
 /**
@@ -46,15 +47,20 @@ export function configureJieba(source: JiebaSource): void {
  */
 export function loadJieba(source: JiebaSource = configured): Promise<JiebaSegmenter> {
   ready ??= (async () => {
-    if (source.module) initSync({ module: source.module });
-    else if (source.bytes) initSync({ module: new WebAssembly.Module(source.bytes as Uint8Array<ArrayBuffer>) });
-    else await init();
+    if (source.module) memory = initSync({ module: source.module }).memory;
+    else if (source.bytes) memory = initSync({ module: new WebAssembly.Module(source.bytes as Uint8Array<ArrayBuffer>) }).memory;
+    else memory = (await init()).memory;
     return { cut: (text: string) => fixSkipSplits(cut(text, true)) };
   })().catch((error: unknown) => {
     ready = null;
     throw error;
   });
   return ready;
+}
+
+/** Bytes of WebAssembly memory the segmenter holds (0 before it is loaded): ~60 MB once it has cut. */
+export function jiebaMemoryBytes(): number {
+  return memory?.buffer.byteLength ?? 0;
 }
 
 /** Characters of jieba's `re_han_default` blocks outside the Han range. */
