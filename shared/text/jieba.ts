@@ -27,6 +27,8 @@ export interface JiebaSegmenter {
 export interface JiebaSource {
   module?: WebAssembly.Module;
   bytes?: Uint8Array;
+  /** Set where the runtime has no module to give (a Worker built without it): why. */
+  unavailable?: string;
 }
 
 let ready: Promise<JiebaSegmenter> | null = null;
@@ -47,6 +49,7 @@ export function configureJieba(source: JiebaSource): void {
  */
 export function loadJieba(source: JiebaSource = configured): Promise<JiebaSegmenter> {
   ready ??= (async () => {
+    if (source.unavailable) throw new Error(`Jieba is not available: ${source.unavailable}`);
     if (source.module) memory = initSync({ module: source.module }).memory;
     else if (source.bytes) memory = initSync({ module: new WebAssembly.Module(source.bytes as Uint8Array<ArrayBuffer>) }).memory;
     else memory = (await init()).memory;

@@ -1,14 +1,10 @@
 /**
- * Test double Worker for Jieba in workerd: edge/worker.ts's wiring (createWorker configures the
- * imported, precompiled jieba module) and a route that segments the texts it is sent, with the
+ * Test double Worker for Jieba in workerd: edge/worker-jieba.ts's wiring (createWorker configures
+ * the imported, precompiled jieba module) and a route that segments the texts it is sent, with the
  * WebAssembly memory the segmenter then holds.
  */
-import { createWorker } from "../../../edge/worker.ts";
+import "../../../edge/worker-jieba.ts";
 import { jiebaMemoryBytes, loadJieba } from "../../../shared/text/jieba.ts";
-
-createWorker(async () => {
-  throw new Error("jieba probe: no engine");
-});
 
 export default {
   async fetch(request: Request): Promise<Response> {
