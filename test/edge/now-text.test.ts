@@ -100,6 +100,12 @@ describe("a NoW model trained on Jieba ids answers Chinese text", () => {
     expect(byText.body).toEqual(byIds.body);
   });
 
+  test("/openapi.json describes text by tokenizer", async () => {
+    const doc = (await (await app.request("/openapi.json")).json()) as any;
+    const schema = doc.paths["/v1/search/images"].post.requestBody.content["application/json"].schema;
+    expect(JSON.stringify(schema)).toContain("jieba.lcut (--tokenizer jieba)");
+  });
+
   test("text of words the vocabulary lacks is a 400 naming the tokenizer", async () => {
     const r = await post(app, "/v1/search/images", { text: "量子纠缠" });
     expect(r.status).toBe(400);
