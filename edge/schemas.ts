@@ -50,7 +50,9 @@ function textField(limits: EdgeLimits) {
     v.minLength(1),
     v.maxLength(limits.maxTextLength),
     v.check((s) => s.trim().length > 0, "text must contain a non-space character"),
-    v.description("Query text; the model's tokenizer turns it into tokens."),
+    v.description(
+      "Query text; the loaded model's tokenizer (GET /v1/model `text`) turns it into vocabulary ids: NLTK word_tokenize of the lower-cased text for Flickr30K, MS-COCO and CC152K models; for NoW models jieba.lcut (--tokenizer jieba), WordPiece over the NoW vocabulary or the packaged tokenizer.json (bert, bpe). A model whose `text.accepts` is `tokens` (NoW bpe exported without its tokenizer.json) answers 400; text that tokenizes to no known word is a 400 naming the tokenizer.",
+    ),
   );
 }
 

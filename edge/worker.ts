@@ -5,6 +5,10 @@
  * the 25 MiB asset limit, an R2 bucket (MODEL_BUCKET, keys under MODEL_PREFIX). The app and the
  * engine are made on the first request, once per isolate, and kept.
  *
+ * Jieba (NoW models trained on its ids) is left out of this entry: its module adds 2.7 MB gzipped,
+ * which would put the Worker over the free plan's 3 MB. edge/worker-jieba.ts is this Worker with
+ * it; a jieba model served here answers text queries with an error that names that entry.
+ *
  * The browser page (/app) cannot be bundled here (no Bun.build in a Worker): `bun run
  * build:browser` writes its files into the assets directory under app/ before a deploy, and the
  * Worker serves them from ASSETS; without them /app answers 404.
@@ -17,6 +21,7 @@ import { bucketAssets, workersAssets, type AssetSource, type AssetsBinding, type
 import { BROWSER_ASSETS_PREFIX } from "./browser/files.ts";
 import type { EngineLoader } from "../shared/retrieval/engine.ts";
 import { loadPc2Engine } from "../shared/retrieval/pc2-engine.ts";
+import { configureJieba, type JiebaSource } from "../shared/text/jieba.ts";
 import { initWasmBackend } from "./tfjs-wasm.ts";
 
 export interface WorkerEnv {
@@ -33,7 +38,8 @@ export function modelAssets(env: WorkerEnv): AssetSource {
 }
 
 /** A Worker serving the edge app with the engine that `loader` makes from the model files. */
-export function createWorker(loader: EngineLoader, limits?: EdgeAppOptions["limits"]) {
+export function createWorker(loader: EngineLoader, limits?: EdgeAppOptions["limits"], jieba?: JiebaSource) {
+  configureJieba(jieba ?? { unavailable: "this Worker is built without Jieba (edge/worker.ts); deploy edge/worker-jieba.ts (wrangler.toml's main) to serve a NoW jieba model" });
   let app: Hono | null = null;
   return {
     fetch(request: Request, env: WorkerEnv, ctx: ExecutionContext): Response | Promise<Response> {

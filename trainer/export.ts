@@ -7,12 +7,13 @@ import { existsSync, mkdirSync, renameSync, rmSync, writeFileSync } from "node:f
 import { dirname, join, resolve } from "node:path";
 import type { VocabFile } from "../shared/formats/vocab";
 import type { SgrafConfig } from "../shared/model/config";
-import { type ExportDtype, type Gallery, MODEL_JSON, encodeModelPackage } from "../shared/model/package";
+import { type ExportDtype, type Gallery, MODEL_JSON, type PackagedTokenizer, encodeModelPackage } from "../shared/model/package";
 import { ParamStore } from "../shared/model/params";
 import { readCheckpointFile } from "./checkpoint";
 import { outputError, temporaryName } from "./files";
 import { type CaptionSplit, loadVocabulary } from "./data/datasets";
 import { type EncodedSplit, encodeSplit } from "./evaluate";
+import { type PackagedText, packagedText, packagedTextTokenizer } from "./text";
 import { type Data, OUTPUT_FILES, type Run } from "./train";
 
 export interface ExportInput {
@@ -21,7 +22,14 @@ export interface ExportInput {
   names: string[];
   dtype: ExportDtype;
   vocab: VocabFile | null;
+  /** The tokenizer packaged with the vocabulary (NLTK when absent). */
+  textTokenizer?: PackagedTokenizer;
+  /** NoW's `--tokenizer`. */
   tokenizer?: string;
+  /** Why a model without a vocabulary takes token ids only. */
+  idsNote?: string;
+  /** A caption's text from its words (default: joined by spaces, as NLTK's words are). */
+  detokenize?: (words: string[]) => string;
   gallery?: CaptionSplit | null;
   runConfig?: Record<string, unknown>;
   batchSize?: number;
@@ -30,11 +38,17 @@ export interface ExportInput {
 }
 
 /** Encodes a split with every net, with the caption texts (detokenized) and token ids. */
-export async function buildGallery(nets: ParamStore[], split: CaptionSplit, vocab: VocabFile | null, options: { batchSize?: number; pause?: () => Promise<void> } = {}): Promise<Gallery> {
+export async function buildGallery(
+  nets: ParamStore[],
+  split: CaptionSplit,
+  vocab: VocabFile | null,
+  options: { batchSize?: number; pause?: () => Promise<void>; detokenize?: (words: string[]) => string } = {},
+): Promise<Gallery> {
+  const detokenize = options.detokenize ?? ((words: string[]) => words.join(" "));
   const enc: EncodedSplit[] = [];
   for (const p of nets) enc.push(await encodeSplit(p, split, { batchSize: options.batchSize ?? 128, pause: options.pause }));
   const tokens = split.captions.slice(0, split.length).map((c) => Array.from(c));
-  const texts = tokens.map((t) => (vocab ? t.slice(1, -1).map((id) => vocab.idx2word[String(id)] ?? "<unk>").join(" ") : null));
+  const texts = tokens.map((t) => (vocab ? detokenize(t.slice(1, -1).map((id) => vocab.idx2word[String(id)] ?? "<unk>")) : null));
   return { split: split.split, perCaptions: split.perCaptions, images: enc.map((e) => e.images), captions: enc.map((e) => e.captions), texts, tokens };
 }
 
@@ -47,7 +61,9 @@ export async function exportModel(out: string, input: ExportInput): Promise<{ di
     nets: input.nets,
     dtype: input.dtype,
     vocab: input.vocab,
+    textTokenizer: input.textTokenizer,
     tokenizer: input.tokenizer,
+    idsNote: input.idsNote,
     gallery,
     runConfig: input.runConfig,
   });
@@ -91,13 +107,13 @@ export async function exportRun(run: Run, data: Data, outputDir: string, log: (l
   }
   try {
     const { vocab } = loadVocabulary({ vocabPath: run.config.vocab_path, dataName: run.config.data_name, tokenizer: run.config.tokenizer });
+    const text = packagedText({ dataName: data.dataName, tokenizer: run.config.tokenizer, vocab });
     const r = await exportModel(join(outputDir, OUTPUT_FILES.model), {
       config: run.model,
       nets,
       names: ["A", "B"],
       dtype: "uint8",
-      vocab: data.dataName === "now100k_precomp" ? null : vocab.toJSON(),
-      tokenizer: run.config.tokenizer,
+      ...(await textExportInput(text)),
       gallery: data.test,
       runConfig: run.config as unknown as Record<string, unknown>,
       batchSize: run.config.batch_size,
@@ -107,4 +123,16 @@ export async function exportRun(run: Run, data: Data, outputDir: string, log: (l
   } finally {
     if (owned) for (const p of nets) p.dispose();
   }
+}
+
+/** The ExportInput fields of a packaged text side. */
+export async function textExportInput(text: PackagedText): Promise<Pick<ExportInput, "vocab" | "textTokenizer" | "tokenizer" | "idsNote" | "detokenize">> {
+  const tokenizer = await packagedTextTokenizer(text);
+  return {
+    vocab: text.vocab ? text.vocab.toJSON() : null,
+    textTokenizer: text.textTokenizer,
+    tokenizer: text.tokenizer,
+    idsNote: text.idsNote,
+    detokenize: tokenizer ? (words) => tokenizer.detokenize(words) : undefined,
+  };
 }

@@ -9,7 +9,9 @@
  *   weights-NN.bin    weight shards, at most 4 MB each
  *   gallery-NN.bin    the gallery: image-side and caption-side encodings per net (float16 unless
  *                     the dtype is float32: see galleryDtype)
- *   vocab.json        the official vocabulary (captions of f30k/coco/cc152k are tokenized with it)
+ *   vocab.json        the official vocabulary (captions of f30k/coco/cc152k are tokenized with it;
+ *                     NoW's now100k_precomp_vocab_<tokenizer>.json when text can be tokenized)
+ *   tokenizer.json    NoW bert/bpe: the Hugging Face tokenizer (shared/text/text-tokenizer.ts)
  *   gallery.json      the gallery's caption texts and token ids
  *
  * Runtime-free: files come in through `read(name)`; hashing uses Web Crypto.
@@ -17,6 +19,7 @@
 import * as v from "valibot";
 import { FormatError, floatToHalf as toHalf } from "../formats/ndarray";
 import { type VocabFile, VocabFileSchema } from "../formats/vocab";
+import { NLTK_SPEC, type TextSpec, TextSpecSchema, type TokenizerSpec } from "../text/text-tokenizer";
 import { REGIONS, type SgrafConfig, SgrafConfigSchema } from "./config";
 import type { EncodedCaptions, EncodedImages } from "./inference";
 import { ParamStore, paramSpecs } from "./params";
@@ -71,7 +74,7 @@ export const ModelJsonSchema = v.object({
   config: SgrafConfigSchema,
   nets: v.pipe(v.array(v.picklist(["A", "B", "net"])), v.minLength(1)),
   dtype: v.picklist(EXPORT_DTYPES),
-  text: v.object({ kind: v.picklist(["words", "ids"]), vocab: v.optional(v.string()), tokenizer: v.optional(v.string()) }),
+  text: TextSpecSchema,
   weightsManifest: v.array(GroupSchema),
   files: v.record(v.string(), FileInfoSchema),
   gallery: v.nullable(
@@ -115,6 +118,8 @@ export interface ModelPackage {
   /** SHA-256 of model.json: identifies the whole package (it lists every file's hash). */
   sha256: string;
   vocab: VocabFile | null;
+  /** The files the text tokenizer reads (text.tokenizer.files), verified. */
+  textFiles: Map<string, Uint8Array>;
   gallery: Gallery | null;
   runConfig?: Record<string, unknown>;
 }
@@ -175,9 +180,26 @@ export interface PackageInput {
   nets: ParamStore[];
   dtype: ExportDtype;
   vocab: VocabFile | null;
+  /** The tokenizer that turns text into the vocabulary's words (NLTK when absent), and its files. */
+  textTokenizer?: PackagedTokenizer;
+  /** NoW's `--tokenizer` (bpe, bert, jieba). */
   tokenizer?: string;
+  /** Why a model without a vocabulary takes token ids only. */
+  idsNote?: string;
   gallery?: Gallery | null;
   runConfig?: Record<string, unknown>;
+}
+
+export interface PackagedTokenizer {
+  spec: TokenizerSpec;
+  files: Record<string, Uint8Array>;
+}
+
+/** The manifest's text side for a package input. */
+function textSpec(input: PackageInput): TextSpec {
+  if (!input.vocab) return { kind: "ids", tokenizer: input.tokenizer, note: input.idsNote };
+  const spec = input.textTokenizer?.spec ?? NLTK_SPEC;
+  return { kind: "words", vocab: "vocab.json", tokenizer: spec, dataset: spec.kind === "nltk" ? undefined : input.tokenizer };
 }
 
 /** Builds every file of an exported model directory. */
@@ -192,6 +214,12 @@ export async function encodeModelPackage(input: PackageInput): Promise<Map<strin
   const weightsManifest = [shard(weights, input.dtype, "weights", files)];
   const enc = new TextEncoder();
   if (input.vocab) files.set("vocab.json", enc.encode(JSON.stringify(input.vocab)));
+  const text = textSpec(input);
+  for (const name of typeof text.tokenizer === "object" ? text.tokenizer.files : []) {
+    const bytes = input.textTokenizer?.files[name];
+    if (!bytes || files.has(name) || name === MODEL_JSON) throw new Error(`encodeModelPackage: tokenizer file ${name} is missing or clashes with another file`);
+    files.set(name, bytes);
+  }
   let gallery: ModelJson["gallery"] = null;
   const g = input.gallery;
   if (g) {
@@ -218,7 +246,7 @@ export async function encodeModelPackage(input: PackageInput): Promise<Map<strin
     config: input.config,
     nets: input.netNames as ModelJson["nets"],
     dtype: input.dtype,
-    text: input.vocab ? { kind: "words", vocab: "vocab.json" } : { kind: "ids", tokenizer: input.tokenizer },
+    text,
     weightsManifest,
     files: fileInfo,
     gallery,
@@ -314,6 +342,8 @@ export async function decodeModelPackage(modelJson: Uint8Array, read: (name: str
     if (!vr.success) throw new FormatError(`${source}/vocab.json`, vr.issues[0].message);
     vocab = vr.output;
   }
+  const textFiles = new Map<string, Uint8Array>();
+  for (const name of typeof json.text.tokenizer === "object" ? json.text.tokenizer.files : []) textFiles.set(name, await file(name));
   let gallery: Gallery | null = null;
   if (json.gallery) {
     const g = json.gallery;
@@ -341,7 +371,7 @@ export async function decodeModelPackage(modelJson: Uint8Array, read: (name: str
       tokens: texts.tokens,
     };
   }
-  return { json, config: json.config, netNames: json.nets, nets, dtype: json.dtype, sha256: await sha256Hex(modelJson), vocab, gallery, runConfig: json.runConfig };
+  return { json, config: json.config, netNames: json.nets, nets, dtype: json.dtype, sha256: await sha256Hex(modelJson), vocab, textFiles, gallery, runConfig: json.runConfig };
 }
 
 function bytesPer(w: v.InferOutput<typeof EntrySchema>): number {

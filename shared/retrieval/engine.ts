@@ -10,6 +10,7 @@
  */
 import * as v from "valibot";
 import { RecallReportSchema } from "../eval/metrics";
+import { TextInfoSchema } from "../text/text-tokenizer";
 import type { AssetSource } from "./assets.ts";
 
 /**
@@ -27,6 +28,8 @@ export const ModelInfoSchema = v.object({
   sha256: v.string(),
   nets: v.array(v.string()),
   gallery: v.nullable(GalleryInfoSchema),
+  /** How text becomes token ids (absent: the engine takes token ids only). */
+  text: v.optional(TextInfoSchema),
 });
 export type ModelInfo = v.InferOutput<typeof ModelInfoSchema>;
 

@@ -1,32 +1,35 @@
 /**
  * The retrieval engine of an exported PC2 model: SGRAF nets on tfjs (wasm at the edge) and a
- * gallery of precomputed image-side and caption-side encodings. Text is tokenized with the
- * model's vocabulary (NLTK word_tokenize of the lower-cased text, as the official vocabularies);
- * scores of the two nets are averaged, as the official evaluation does.
+ * gallery of precomputed image-side and caption-side encodings. Text is tokenized by the
+ * package's tokenizer (NLTK word_tokenize of the lower-cased text for the official vocabularies;
+ * Jieba or a tokenizer.json for NoW: text-query.ts) and mapped through its vocabulary; scores of the two nets are averaged, as the official evaluation does.
  *
  * It reads results back from the backend asynchronously only (inference.ts's `…Async`), so that
  * the same engine runs on WebGPU in the browser (edge/browser/) as on wasm at the edge.
  */
 import { evaluateRecall } from "../eval/metrics";
-import { Vocabulary } from "../formats/vocab";
 import { REGIONS } from "../model/config";
 import { type EncodedCaptions, type EncodedImages, encodeCaptionsAsync, encodeImagesAsync, ensembleSimilarityAsync, selectImages, sliceCaptions } from "../model/inference";
 import { type ModelPackage, decodeModelPackage, MODEL_JSON } from "../model/package";
-import { tokenizeCaption } from "../text/tokenize";
+import type { TextTokenizerOptions } from "../text/text-tokenizer";
 import type { AssetSource } from "./assets.ts";
-import { EngineInputError, MAX_QUERY_TOKENS, type EngineLoader, type EvalResult, type Hit, type ImageQuery, type ModelInfo, type RetrievalEngine, type TextQuery } from "./engine.ts";
+import { QueryText } from "./text-query.ts";
+import { MAX_QUERY_TOKENS, type EngineLoader, type EvalResult, type Hit, type ImageQuery, type ModelInfo, type RetrievalEngine, type TextQuery } from "./engine.ts";
 
 export class Pc2Engine implements RetrievalEngine {
   readonly imgDim: number;
   readonly regions = REGIONS;
   readonly vocabSize: number;
   readonly maxTokens = MAX_QUERY_TOKENS;
-  private readonly vocab: Vocabulary | null;
+  private readonly text: QueryText;
 
-  constructor(readonly pkg: ModelPackage) {
+  constructor(
+    readonly pkg: ModelPackage,
+    options: TextTokenizerOptions = {},
+  ) {
     this.imgDim = pkg.config.img_dim;
     this.vocabSize = pkg.config.vocab_size;
-    this.vocab = pkg.vocab ? new Vocabulary(pkg.vocab, "vocab.json") : null;
+    this.text = new QueryText(pkg, options);
   }
 
   info(): ModelInfo {
@@ -37,23 +40,15 @@ export class Pc2Engine implements RetrievalEngine {
       sha256: this.pkg.sha256,
       nets: this.pkg.netNames,
       gallery: g ? { images: g.images[0].count, captions: g.captions[0].count, perCaptions: g.perCaptions } : null,
+      text: this.text.info(),
     };
   }
 
   /** Token ids of a query: `<start>` words `<end>`, as the official data.py builds captions. */
-  tokens(q: TextQuery): Int32Array {
+  async tokens(q: TextQuery): Promise<Int32Array> {
     if (q.tokens) return Int32Array.from(q.tokens);
-    if (!this.vocab) throw new EngineInputError("this model takes token ids (its captions were tokenized outside the project); send `tokens`");
-    const words = tokenizeCaption(q.text ?? "");
-    if (!words.length) throw new EngineInputError("text: tokenizes to no words");
-    const ids = [this.vocab.start, ...words.map((w) => this.vocab!.id(w)), this.vocab.end];
-    // A query of unknown words only would rank the gallery by `<unk>`: an answer to nothing.
-    if (ids.every((id, i) => i === 0 || i === ids.length - 1 || id === this.vocab!.unk)) {
-      throw new EngineInputError(`text: no word of the query is in the model's vocabulary (${words.length} word${words.length === 1 ? "" : "s"}, all unknown)`);
-    }
     // Only the engine knows how many tokens a text makes; ids sent as `tokens` are checked by the caller.
-    if (ids.length > this.maxTokens) throw new EngineInputError(`text: tokenizes to ${ids.length} tokens, at most ${this.maxTokens}`);
-    return Int32Array.from(ids);
+    return this.text.ids(q.text ?? "", this.maxTokens);
   }
 
   private gallery() {
@@ -80,7 +75,7 @@ export class Pc2Engine implements RetrievalEngine {
 
   async searchImages(q: TextQuery, k: number): Promise<Hit[]> {
     const g = this.gallery();
-    const caps = await this.encodeQueryCaption(this.tokens(q));
+    const caps = await this.encodeQueryCaption(await this.tokens(q));
     const s = await this.sims((n) => g.images[n], (n) => caps[n]);
     return topK(s, k).map(([index, score]) => ({ index, score, image: index }));
   }
@@ -95,7 +90,7 @@ export class Pc2Engine implements RetrievalEngine {
   async score(pairs: Array<ImageQuery & TextQuery>): Promise<number[]> {
     const scores: number[] = [];
     for (const pair of pairs) {
-      const tokens = this.tokens(pair);
+      const tokens = await this.tokens(pair);
       const [imgs, caps] = [await this.encodeQueryImage(pair), await this.encodeQueryCaption(tokens)];
       scores.push((await this.sims((n) => imgs[n], (n) => caps[n]))[0]);
     }

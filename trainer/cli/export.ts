@@ -1,6 +1,7 @@
 /**
  * `bun run export --model_path <checkpoint | official .safetensors | model dir> --out <dir>
- *  [--dtype uint8|uint16|float16|float32] [--gallery <split> --data_path --data_name --vocab_path --tokenizer]`
+ *  [--dtype uint8|uint16|float16|float32] [--gallery <split> --data_path --data_name --vocab_path --tokenizer]
+ *  [--tokenizer_json <file>]`
  * writes the edge's model directory. Without data flags the vocabulary (and a gallery split) come
  * from the model's training run when it records one, else from the embedded synthetic dataset.
  */
@@ -9,9 +10,10 @@ import { FormatError } from "../../shared/formats/ndarray";
 import { CliError, choiceFlag, parseFlags, runCli } from "../../shared/cli";
 import { EXPORT_DTYPES } from "../../shared/model/package";
 import { BACKENDS, BackendUnavailableError, initBackend } from "../backend";
-import { canonicalDataName, loadSplit, loadVocabulary, type Split } from "../data/datasets";
+import { loadSplit, loadVocabulary, type Split } from "../data/datasets";
 import { ensureSynthetic } from "../data/synthetic";
-import { exportModel } from "../export";
+import { exportModel, textExportInput } from "../export";
+import { packagedText } from "../text";
 import { OutputWriteError } from "../files";
 import { loadModel } from "../models";
 
@@ -25,6 +27,9 @@ export const EXPORT_HELP = `Usage: bun run export --model_path <path> --out <dir
   --data_path, --data_name, --vocab_path, --tokenizer
                         the dataset of the vocabulary and the gallery (default: the model's training
                         run, else the embedded synthetic dataset)
+  --tokenizer_json <f>  NoW bpe or bert: the Hugging Face tokenizer.json that made the captions'
+                        ids, packaged so that the model takes text (bpe without it: token ids only;
+                        bert without it: WordPiece over the NoW vocabulary; jieba needs none)
   --backend <name>      ${BACKENDS.join(" | ")} (default auto)`;
 
 export function main(argv: string[]): Promise<number> {
@@ -41,6 +46,7 @@ async function exportCommand(argv: string[]): Promise<number> {
     data_name: { type: "string" },
     vocab_path: { type: "string" },
     tokenizer: { type: "string" },
+    tokenizer_json: { type: "string" },
     backend: { type: "string", default: "auto" },
   });
   if (values === null) {
@@ -66,9 +72,9 @@ async function exportCommand(argv: string[]): Promise<number> {
       data = { data_path: ds.dataPath, data_name: ds.dataName, vocab_path: ds.vocabPath, tokenizer: "bpe" };
       console.log(`no data flags: vocabulary${values.gallery ? " and gallery" : ""} from the embedded synthetic dataset`);
     }
-    const dataName = canonicalDataName(data.data_name);
     const { vocab, vocabSize } = loadVocabulary({ vocabPath: data.vocab_path, dataName: data.data_name, tokenizer: data.tokenizer });
     if (vocabSize !== model.config.vocab_size) throw new FormatError(String(values.model_path), `the model's vocabulary has ${model.config.vocab_size} words, ${data.vocab_path} has ${vocabSize}`);
+    const text = packagedText({ dataName: data.data_name, tokenizer: data.tokenizer, vocab, tokenizerJson: values.tokenizer_json === undefined ? undefined : String(values.tokenizer_json) });
     const gallery = values.gallery
       ? loadSplit({ dataPath: data.data_path, dataName: data.data_name, split: values.gallery as Split, vocab, vocabSize, tokenizer: data.tokenizer, imgDim: model.config.img_dim })
       : null;
@@ -77,12 +83,12 @@ async function exportCommand(argv: string[]): Promise<number> {
       nets: model.nets,
       names: model.names,
       dtype,
-      vocab: dataName === "now100k_precomp" ? null : vocab.toJSON(),
-      tokenizer: data.tokenizer,
+      ...(await textExportInput(text)),
       gallery,
       runConfig: { ...run, ...data },
     });
     console.log(`exported ${model.kind} ${model.source} (nets ${model.names.join("+")}) as ${values.dtype} to ${r.dir}: ${r.files} files, ${(r.bytes / 1e6).toFixed(2)} MB${gallery ? `, gallery ${gallery.split} (${gallery.length} captions)` : ""}; manifest digest ${r.digest}`);
+    console.log(text.vocab ? `text: ${text.textTokenizer!.spec.kind} tokenizer (${text.textTokenizer!.spec.version})` : `text: token ids only (${text.idsNote})`);
     return 0;
   } catch (e) {
     if (e instanceof FormatError || e instanceof BackendUnavailableError || e instanceof OutputWriteError) throw new CliError(e.message, false);

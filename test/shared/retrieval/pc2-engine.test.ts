@@ -19,9 +19,9 @@ beforeAll(async () => {
   engine = new Pc2Engine(pkg);
 });
 
-function refusal(text: string): string {
+async function refusal(text: string): Promise<string> {
   try {
-    engine.tokens({ text });
+    await engine.tokens({ text });
   } catch (e) {
     expect(e).toBeInstanceOf(EngineInputError);
     return (e as Error).message;
@@ -30,20 +30,20 @@ function refusal(text: string): string {
 }
 
 describe("Pc2Engine.tokens", () => {
-  test("known words map through the vocabulary between <start> and <end>", () => {
+  test("known words map through the vocabulary between <start> and <end>", async () => {
     const v = pkg.vocab!;
     const [w1, w2] = [v.idx2word["4"], v.idx2word["5"]];
-    const ids = Array.from(engine.tokens({ text: `${w1} ${w2} zzqqxx` }));
+    const ids = Array.from(await engine.tokens({ text: `${w1} ${w2} zzqqxx` }));
     expect(ids).toEqual([v.word2idx["<start>"], 4, 5, v.word2idx["<unk>"], v.word2idx["<end>"]]);
   });
 
-  test("text of unknown words only is a 400-class error naming the cause", () => {
+  test("text of unknown words only is a 400-class error naming the cause", async () => {
     for (const text of ["\u200b", "-", "\u0000", "\u0301", "zzqqxx qqzzyy"]) {
-      expect([text, refusal(text)]).toEqual([text, expect.stringMatching(/^text: (no word of the query is in the model's vocabulary|tokenizes to no words)/)]);
+      expect([text, await refusal(text)]).toEqual([text, expect.stringMatching(/^text: (no word of the query is in the model's vocabulary|tokenizes to no words)/)]);
     }
   });
 
-  test("ids sent as tokens pass as they are (the app checks them against vocabSize and maxTokens)", () => {
-    expect(Array.from(engine.tokens({ tokens: [1, 3, 2] }))).toEqual([1, 3, 2]);
+  test("ids sent as tokens pass as they are (the app checks them against vocabSize and maxTokens)", async () => {
+    expect(Array.from(await engine.tokens({ tokens: [1, 3, 2] }))).toEqual([1, 3, 2]);
   });
 });
