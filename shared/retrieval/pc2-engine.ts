@@ -50,7 +50,7 @@ export class Pc2Engine implements RetrievalEngine {
       dtype: this.pkg.dtype,
       sha256: this.pkg.sha256,
       nets: this.pkg.netNames,
-      gallery: g ? { images: g.images[0].count, captions: g.captions[0].count, perCaptions: g.perCaptions } : null,
+      gallery: g ? { images: g.images[0].count, captions: g.captions[0].count, perCaptions: g.perCaptions, words: g.captions[0].emb.length / g.captions[0].embed } : null,
     };
   }
 
@@ -108,15 +108,17 @@ export class Pc2Engine implements RetrievalEngine {
     return gallery.map((g, n) => selectImages(encoded ? concatImages([encoded[n], g]) : g, rows));
   }
 
-  async searchImages(q: TextQuery, k: number): Promise<Hit[]> {
+  async searchImages(q: TextQuery, k: number, signal?: AbortSignal): Promise<Hit[]> {
     const g = this.gallery();
+    signal?.throwIfAborted();
     const caps = await this.encodeQueryCaptions([this.tokens(q)]);
     const s = await this.sims((n) => g.images[n], (n) => caps[n]);
     return topK(s, k).map(([index, score]) => ({ index, score, image: index }));
   }
 
-  async searchCaptions(q: ImageQuery, k: number): Promise<Hit[]> {
+  async searchCaptions(q: ImageQuery, k: number, signal?: AbortSignal): Promise<Hit[]> {
     const g = this.gallery();
+    signal?.throwIfAborted();
     const imgs = await this.encodeQueryImages([q]);
     const s = await this.sims((n) => imgs[n], (n) => g.captions[n]);
     return topK(s, k).map(([index, score]) => ({ index, score, caption: g.texts[index] ?? undefined, image: Math.floor(index / g.perCaptions) }));
@@ -141,8 +143,9 @@ export class Pc2Engine implements RetrievalEngine {
     return scores;
   }
 
-  async evaluate(limit?: number): Promise<EvalResult> {
+  async evaluate(limit?: number, signal?: AbortSignal): Promise<EvalResult> {
     const g = this.gallery();
+    signal?.throwIfAborted();
     const nImages = Math.min(limit ?? g.images[0].count, g.images[0].count);
     const nCaptions = nImages * g.perCaptions;
     const idx = Int32Array.from({ length: nImages }, (_, i) => i);
