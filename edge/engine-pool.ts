@@ -5,6 +5,8 @@
  * in-isolate engine (edge/worker.ts): an isolate has one thread and no Worker.
  *
  * Calls wait in a FIFO for an idle worker; the app bounds how many are in hand (edge/admission.ts).
+ * Evaluations and scores (the verbs whose work can reach the app's work limit) take at most all
+ * workers but one, so that a search never waits behind a queue of them for more than one call.
  * A call whose signal fires while it waits leaves the queue; one that is running is stopped by
  * terminating its worker, and a fresh worker loads the model in its place.
  */
@@ -27,6 +29,9 @@ export interface EnginePoolOptions {
  * its speed against inference.ts's 256 MiB and keeps the server's memory near its idle size.
  */
 export const POOL_SHARD_BYTES = 32 * 2 ** 20;
+
+/** Verbs that may hold a worker for seconds (see the header). */
+const HEAVY: ReadonlySet<EngineVerb> = new Set(["evaluate", "score"]);
 
 interface Job {
   verb: EngineVerb;
@@ -55,6 +60,8 @@ export class EnginePool implements RetrievalEngine {
   private readonly slots = new Set<Slot>();
   private nextId = 0;
   private closed = false;
+  /** Workers that may run heavy verbs at once. */
+  private readonly heavyLanes: number;
 
   private constructor(
     private readonly options: EnginePoolOptions,
@@ -67,6 +74,7 @@ export class EnginePool implements RetrievalEngine {
     this.maxTokens = shape.maxTokens;
     this.digest = shape.digest;
     this.modelInfo = shape.info;
+    this.heavyLanes = Math.max(1, options.workers - 1);
     for (const slot of slots) this.adopt(slot);
   }
 
@@ -132,9 +140,12 @@ export class EnginePool implements RetrievalEngine {
   }
 
   private dispatch(): void {
-    while (this.idle.length > 0 && this.queue.length > 0) {
+    while (this.idle.length > 0) {
+      const heavyBusy = [...this.slots].filter((s) => s.job !== null && HEAVY.has(s.job.verb)).length;
+      const next = this.queue.findIndex((j) => !HEAVY.has(j.verb) || heavyBusy < this.heavyLanes);
+      if (next < 0) return;
+      const [job] = this.queue.splice(next, 1);
       const slot = this.idle.pop()!;
-      const job = this.queue.shift()!;
       slot.job = job;
       slot.id = this.nextId++;
       slot.worker.postMessage({ type: "call", id: slot.id, verb: job.verb, args: job.args } satisfies ToWorker);
