@@ -180,12 +180,14 @@ try {
   const idle = percentile(idleSamples, 50);
 
   let peak = idle;
-  const sampler = setInterval(() => (peak = Math.max(peak, treeRss(server.pid))), 20);
+  const sampler = setInterval(() => (phasePeak = peak = Math.max(peak, treeRss(server.pid))), 20);
   const health = prober(50, () => request(url, "/health"));
   const searches = prober(250, search);
   const rows: string[] = [];
+  const mb = (b: number) => `${(b / 2 ** 20).toFixed(0)} MB`;
+  let phasePeak = idle;
   const report = (what: string, answers: Answer[]) => {
-    const line = `${what}: ${answers.map((a) => `${a.status} in ${(a.ms / 1000).toFixed(2)} s`).join(", ")}`;
+    const line = `${what}: ${answers.map((a) => `${a.status} in ${(a.ms / 1000).toFixed(2)} s`).join(", ")}; RSS peak so far ${mb(phasePeak)}`;
     rows.push(line);
     console.log(line);
   };
@@ -222,7 +224,6 @@ try {
   const h = await health.stop();
   const s = await searches.stop();
   clearInterval(sampler);
-  const mb = (b: number) => `${(b / 2 ** 20).toFixed(0)} MB`;
   const stats = (xs: number[]) => `p50 ${percentile(xs, 50).toFixed(1)} ms, p95 ${percentile(xs, 95).toFixed(1)} ms, max ${Math.max(...xs).toFixed(1)} ms (${xs.length} answered)`;
   console.log(`\n/health during the phases: ${stats(h.latencies)}${h.failures.length ? `; not 200: ${h.failures.join(", ")}` : ""}`);
   console.log(`cheap search (10 words, k = 10): ${stats(s.latencies)}${s.failures.length ? `; not 200: ${s.failures.join(", ")}` : ""}`);

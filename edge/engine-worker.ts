@@ -45,7 +45,9 @@ self.onmessage = async (event: MessageEvent<ToWorker>) => {
   if (m.type === "load") {
     try {
       await initWasmBackend({ bytes: await tfjsWasmBytes(), bmm: loadNativeBmm() });
-      const e = new Pc2Engine(await loadPackage(fileAssets(m.modelDir), m.modelDir), { shard: m.shard });
+      // A quick collection between batches keeps a 256-pair score's garbage from piling up
+      // (pc2-engine.ts, betweenBatches): without it the worker grows by ~150 MB during one.
+      const e = new Pc2Engine(await loadPackage(fileAssets(m.modelDir), m.modelDir), { shard: m.shard, betweenBatches: () => Bun.gc(false) });
       engine = e;
       post({ type: "ready", info: e.info(), imgDim: e.imgDim, regions: e.regions, vocabSize: e.vocabSize, maxTokens: e.maxTokens, digest: e.pkg.json.digest });
     } catch (error) {
@@ -60,5 +62,7 @@ self.onmessage = async (event: MessageEvent<ToWorker>) => {
   } catch (error) {
     const e = error as Error;
     post({ type: "error", id: m.id, name: e.name, message: e.message });
+  } finally {
+    Bun.gc(false); // the call's read-backs, before the next call adds its own
   }
 };

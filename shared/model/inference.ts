@@ -181,6 +181,8 @@ export function sliceCaptions(enc: EncodedCaptions, start: number, end: number):
 export interface ShardOptions {
   /** Upper bound on the bytes of the largest intermediates of one shard (default 256 MiB). */
   budgetBytes: number;
+  /** Called after each shard is read back (the retrieval engine's garbage collection hook). */
+  betweenShards?: () => void;
 }
 
 export const SHARD_DEFAULTS: ShardOptions = { budgetBytes: 256 * 2 ** 20 };
@@ -234,6 +236,7 @@ function* similaritySteps(p: ParamStore, imgs: EncodedImages, caps: EncodedCapti
           sims.dispose();
         }
         for (let i = i0; i < i1; i++) out.set(block.subarray((i - i0) * (c1 - c0), (i - i0 + 1) * (c1 - c0)), i * caps.count + c0);
+        options.betweenShards?.();
       }
     } finally {
       tf.dispose([capSide.emb, capSide.glo, capSide.mask]);
@@ -270,6 +273,7 @@ function* pairedSteps(p: ParamStore, imgs: EncodedImages, caps: EncodedCaptions,
     } finally {
       sims.dispose();
     }
+    options.betweenShards?.();
   }
   return out;
 }

@@ -22,6 +22,13 @@ export const SCORE_BATCH = 16;
 export interface Pc2EngineOptions {
   /** Shard budget of the similarity computations (inference.ts SHARD_DEFAULTS when absent). */
   shard?: Partial<ShardOptions>;
+  /**
+   * Called between the batches and shards of a long request. Each leaves tens of MB of garbage
+   * (read-backs, tfjs's per-operation arrays) that a lazy garbage collector keeps for seconds, so
+   * a 256-pair score or a 100-image evaluation grows the process by 150 MB; a runtime that can
+   * collect on demand (Bun: `Bun.gc`) passes it here.
+   */
+  betweenBatches?: () => void;
 }
 
 export class Pc2Engine implements RetrievalEngine {
@@ -32,12 +39,14 @@ export class Pc2Engine implements RetrievalEngine {
   private readonly vocab: Vocabulary | null;
 
   private readonly shard: Partial<ShardOptions>;
+  private readonly betweenBatches: () => void;
 
   constructor(
     readonly pkg: ModelPackage,
     options: Pc2EngineOptions = {},
   ) {
-    this.shard = options.shard ?? {};
+    this.shard = { ...options.shard, betweenShards: options.betweenBatches };
+    this.betweenBatches = options.betweenBatches ?? (() => {});
     this.imgDim = pkg.config.img_dim;
     this.vocabSize = pkg.config.vocab_size;
     this.vocab = pkg.vocab ? new Vocabulary(pkg.vocab, "vocab.json") : null;
@@ -134,6 +143,7 @@ export class Pc2Engine implements RetrievalEngine {
     const tokens = pairs.map((p) => this.tokens(p)); // every input error before any work
     const scores: number[] = [];
     for (let b0 = 0; b0 < pairs.length; b0 += SCORE_BATCH) {
+      if (b0 > 0) this.betweenBatches();
       signal?.throwIfAborted();
       const batch = pairs.slice(b0, b0 + SCORE_BATCH);
       const imgs = await this.encodeQueryImages(batch);
