@@ -110,11 +110,14 @@ export class Pc2Engine implements RetrievalEngine {
     fresh.forEach((q, i) => features.set(q.features!, i * size));
     const encoded = fresh.length ? await sequential(this.pkg.nets, (net) => encodeImagesAsync(net, features, fresh.length)) : null;
     if (fresh.length === qs.length) return encoded!;
-    const gallery = this.gallery().images;
-    // Rows: the encoded features first, then the gallery; each query picks its row.
-    let next = 0;
-    const rows = qs.map((q) => (q.features ? next++ : fresh.length + q.image!));
-    return gallery.map((g, n) => selectImages(encoded ? concatImages([encoded[n], g]) : g, rows));
+    // The batch's encoded features, then its gallery images; each query picks its row.
+    const picked = qs.filter((q) => !q.features).map((q) => q.image!);
+    let [nextFresh, nextPicked] = [0, fresh.length];
+    const rows = qs.map((q) => (q.features ? nextFresh++ : nextPicked++));
+    return this.gallery().images.map((g, n) => {
+      const own = selectImages(g, picked);
+      return selectImages(encoded ? concatImages([encoded[n], own]) : own, rows);
+    });
   }
 
   async searchImages(q: TextQuery, k: number, signal?: AbortSignal): Promise<Hit[]> {

@@ -3,6 +3,7 @@
  * gallery: real Workers, each loading the model into its own wasm tfjs. Its answers equal the
  * in-process engine's exactly; a call stopped by its signal (running or waiting) rejects with the
  * signal's reason and the pool goes on with a fresh worker; an engine input error keeps its class.
+ * The in-process engine's batched score equals scoring each pair alone.
  * Then the real server (`bun edge/bun.ts`, a child process): /health answers while the pool
  * evaluates, which the same server computing on its own thread (`--workers 0`) cannot do.
  * Ordering only, no wall times.
@@ -82,6 +83,22 @@ describe("EnginePool", () => {
     expect([await running, await waiting]).toEqual([reason, reason]);
     expect(pool.waiting()).toBe(0);
     expect(await pool.evaluate(10)).toEqual(await local.evaluate(10));
+  }, 60_000);
+});
+
+describe("Pc2Engine.score in batches (the fixture's gallery is here)", () => {
+  test("each pair scores as it does alone, gallery images and features mixed in any order", async () => {
+    const pairs: Array<ImageQuery & TextQuery> = Array.from({ length: 37 }, (_, i) => ({
+      ...(i % 3 === 0 ? { features: features(i) } : { image: (i * 13) % 100 }),
+      tokens: Array.from({ length: 3 + ((i * 7) % 40) }, (_, j) => 3 + ((i + j) % (local.vocabSize - 3))),
+    }));
+    const batched = await local.score(pairs);
+    const alone: number[] = [];
+    for (const pair of pairs) alone.push(...(await local.score([pair])));
+    expect(batched.length).toBe(pairs.length);
+    for (let i = 0; i < pairs.length; i++) expect(Math.abs(batched[i]! - alone[i]!)).toBeLessThan(1e-6);
+    // Not all alike: a wrong row order would show.
+    expect(new Set(alone.map((x) => x.toFixed(5))).size).toBeGreaterThan(30);
   }, 60_000);
 });
 
