@@ -22,7 +22,7 @@
  * inflate every number. No asserts: numbers for the README.
  */
 import { cpus, platform, release, totalmem } from "node:os";
-import { loadAverage } from "./support/stats";
+import { loadAverage, percentile } from "./support/stats";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { Random } from "../shared/random";
@@ -151,11 +151,6 @@ async function run(url: string, clients: number, warmup: number, measured: numbe
   };
   await Promise.all(Array.from({ length: clients }, client));
   return { latenciesMs, seconds: (performance.now() - windowStart) / 1000 };
-}
-
-/** Nearest-rank percentile. */
-function percentile(sorted: number[], p: number): number {
-  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))]!;
 }
 
 // --- main --------------------------------------------------------------------------------------

@@ -19,6 +19,8 @@ import { toJsonSchema } from "@valibot/to-json-schema";
 import type * as v from "valibot";
 import type { AssetSource } from "../shared/retrieval/assets.ts";
 import { EngineInputError, type Hit, type ImageQuery, type RetrievalEngine, type TextQuery } from "../shared/retrieval/engine.ts";
+import { evalCells, maxEvalImages, scoreCells, searchCaptionsCells, searchImagesCells, textTokensBound } from "../shared/retrieval/cost.ts";
+import { admission } from "./admission.ts";
 import { BROWSER_FILES } from "./browser/files.ts";
 import { browserFiles, modelFiles } from "./static-files.ts";
 import { DEFAULT_EDGE_LIMITS, type EdgeLimits, type EngineState, requestSchemas, responseSchemas } from "./schemas.ts";
@@ -45,10 +47,16 @@ export function createApp(options: EdgeAppOptions): Hono {
   const log = options.log ?? ((message, error) => console.error(message, error));
   const engine = engineSlot(options, log);
   const schemas = requestSchemas(limits);
+  const gate = admission(limits);
   const app = new Hono();
 
   app.onError((error, c) => {
-    if (error instanceof HTTPException) return errorResponse(c, error.status, error.message);
+    if (error instanceof HTTPException) {
+      const res = errorResponse(c, error.status, error.message);
+      // Every 503 (busy, or the model not loaded yet) is worth retrying soon.
+      if (error.status === 503) res.headers.set("Retry-After", String(RETRY_AFTER_S));
+      return res;
+    }
     log(`edge: ${c.req.method} ${c.req.path} failed`, error);
     return errorResponse(c, 500, "internal error");
   });
@@ -82,8 +90,16 @@ export function createApp(options: EdgeAppOptions): Hono {
     },
   );
 
+  /** Engine work, once its estimated cost is within the limit and the gate admits it. */
+  const work = <T>(kind: "eval" | "other", cells: number, reduce: string, call: (signal: AbortSignal) => Promise<T>): Promise<T> => {
+    if (cells > limits.maxWork) {
+      throw new HTTPException(422, { message: `this request is about ${Math.ceil(cells)} cells of work, over the server's limit of ${limits.maxWork} (maxWork): ${reduce}` });
+    }
+    return engineCall(() => gate.run(kind, call));
+  };
+
   // The two searches: validate, require a gallery, check the query against the model, search.
-  const search = <S extends v.GenericSchema<unknown, { k: number }>>(path: string, summary: string, schema: S, run: (e: RetrievalEngine, body: v.InferOutput<S>) => Promise<Hit[]>) =>
+  const search = <S extends v.GenericSchema<unknown, { k: number }>>(path: string, summary: string, schema: S, run: (e: RetrievalEngine, body: v.InferOutput<S>, signal: AbortSignal) => Promise<Hit[]>, cells: (e: RetrievalEngine, body: v.InferOutput<S>) => number) =>
     app.post(
       path,
       describeRoute({ summary, tags: ["search"], responses: ok(responseSchemas.results) }),
@@ -92,12 +108,25 @@ export function createApp(options: EdgeAppOptions): Hono {
         const body = c.req.valid("json") as v.InferOutput<S>;
         const e = await engine.get();
         requireGallery(e);
-        const results = await engineCall(() => run(e, body));
+        const reduce = "the gallery is too large for one search within this limit; send a shorter query or raise --max-work";
+        const results = await work("other", cells(e, body), reduce, (signal) => run(e, body, signal));
         return c.json({ results });
       },
     );
-  search("/v1/search/images", "Text → image search over the gallery", schemas.searchImages, (e, body) => e.searchImages(textQuery(e, body, ""), body.k));
-  search("/v1/search/captions", "Image → text search over the gallery captions", schemas.searchCaptions, (e, body) => e.searchCaptions(imageQuery(e, body, ""), body.k));
+  search(
+    "/v1/search/images",
+    "Text → image search over the gallery",
+    schemas.searchImages,
+    (e, body, signal) => e.searchImages(textQuery(e, body, ""), body.k, signal),
+    (e, body) => searchImagesCells(queryTokens(e, body), requireGallery(e), e.regions),
+  );
+  search(
+    "/v1/search/captions",
+    "Image → text search over the gallery captions",
+    schemas.searchCaptions,
+    (e, body, signal) => e.searchCaptions(imageQuery(e, body, ""), body.k, signal),
+    (e) => searchCaptionsCells(requireGallery(e), e.regions),
+  );
 
   app.post(
     "/v1/score",
@@ -107,7 +136,10 @@ export function createApp(options: EdgeAppOptions): Hono {
       const { pairs } = c.req.valid("json");
       const e = await engine.get();
       const queries = pairs.map((p, i) => ({ ...imageQuery(e, p, `pairs[${i}].`), ...textQuery(e, p, `pairs[${i}].`) }));
-      const scores = await engineCall(() => e.score(queries));
+      const cells = scoreCells(queries.map((q) => queryTokens(e, q)), e.regions);
+      const most = Math.floor(limits.maxWork / (cells / pairs.length));
+      const reduce = most >= 1 ? `ask for at most ${most} pairs like these` : "send shorter captions";
+      const scores = await work("other", cells, reduce, (signal) => e.score(queries, signal));
       return c.json({ scores });
     },
   );
@@ -123,7 +155,10 @@ export function createApp(options: EdgeAppOptions): Hono {
       if (limit !== undefined && limit > gallery.images) {
         throw badRequest(`limit: ${limit} is more than the gallery's ${gallery.images} images`);
       }
-      return c.json(await engineCall(() => e.evaluate(limit)));
+      const images = limit ?? gallery.images;
+      const most = maxEvalImages(limits.maxWork, gallery, e.regions);
+      const reduce = most >= 1 ? `pass limit ≤ ${most} images` : "this gallery's captions are too long to evaluate within this limit";
+      return c.json(await work("eval", evalCells(images, gallery, e.regions), reduce, (signal) => e.evaluate(limit, signal)));
     },
   );
 
@@ -207,6 +242,11 @@ function textQuery(e: RetrievalEngine, q: TextQuery, at: string): TextQuery {
   return { tokens: q.tokens };
 }
 
+/** Tokens of a text query, or at most that many for text not tokenized yet (cost.ts). */
+function queryTokens(e: RetrievalEngine, q: TextQuery): number {
+  return q.tokens?.length ?? textTokensBound(q.text ?? "", e.maxTokens);
+}
+
 function imageQuery(e: RetrievalEngine, q: { image?: number; features?: number[][] }, at: string): ImageQuery {
   if (q.features === undefined) {
     const gallery = requireGallery(e);
@@ -249,6 +289,8 @@ async function engineCall<T>(call: () => Promise<T>): Promise<T> {
 // --- errors --------------------------------------------------------------------------------
 
 const MAX_MESSAGE = 300;
+/** Seconds a client is asked to wait before it retries a 503. */
+const RETRY_AFTER_S = 1;
 
 function badRequest(message: string): HTTPException {
   return new HTTPException(400, { message });

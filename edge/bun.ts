@@ -1,34 +1,81 @@
 /**
- * `bun run edge --model <dir> [--port N] [--host H]`: the edge app on Bun.serve, the model read
- * from a directory. The model is loaded before the port opens, so a bad model fails at start.
- * The browser page (/app) is bundled here in memory at start; the model's files are served to it
- * from the same directory.
+ * `bun run edge --model <dir> [--port N] [--host H] [--workers N] [limits]`: the edge app on
+ * Bun.serve, the model read from a directory. The model is loaded before the port opens, so a bad
+ * model fails at start. The browser page (/app) is bundled here in memory at start; the model's
+ * files are served to it from the same directory.
+ *
+ * The engine is a pool of Bun Workers (edge/engine-pool.ts), each with its own copy of the model,
+ * so that no request's computation blocks the thread that answers the others; `--workers 0`
+ * computes on the server's own thread instead.
  */
 import { CliError, intFlag, parseFlags, runCli } from "../shared/cli.ts";
 import { stat } from "node:fs/promises";
 import { createApp } from "./app.ts";
 import { fileAssets, tfjsWasmBytes } from "./adapters/bun.ts";
+import { EnginePool } from "./engine-pool.ts";
 import { Pc2Engine, loadPackage } from "../shared/retrieval/pc2-engine.ts";
+import type { RetrievalEngine } from "../shared/retrieval/engine.ts";
 import { initWasmBackend } from "./tfjs-wasm.ts";
 import { loadNativeBmm } from "../native/load.ts";
 import { memoryAssets } from "../shared/retrieval/assets.ts";
 import { buildBrowserFiles } from "./browser/build.ts";
+import { DEFAULT_EDGE_LIMITS, type EdgeLimits } from "./schemas.ts";
 
-const USAGE = `usage: bun run edge --model <dir> [--port 8787] [--host 127.0.0.1]
+const D = DEFAULT_EDGE_LIMITS;
+const DEFAULT_WORKERS = 2;
 
-  --model <dir>   model directory (weights, vocabulary, optional gallery)
-  --port <n>      port to listen on (default 8787; 0 picks a free one)
-  --host <addr>   address to bind (default 127.0.0.1)`;
+const USAGE = `usage: bun run edge --model <dir> [--port 8787] [--host 127.0.0.1] [--workers ${DEFAULT_WORKERS}] [limits]
+
+  --model <dir>        model directory (weights, vocabulary, optional gallery)
+  --port <n>           port to listen on (default 8787; 0 picks a free one)
+  --host <addr>        address to bind (default 127.0.0.1)
+  --workers <n>        engine workers, each with its own copy of the model (default ${DEFAULT_WORKERS};
+                       0 computes on the server's thread, which then answers nothing else meanwhile)
+
+limits (a request over one is refused, never queued without end):
+  --max-work <cells>   most work one request may ask for, estimated before it runs
+                       (shared/retrieval/cost.ts; default ${D.maxWork}: 422 over it)
+  --max-pending <n>    engine requests in hand at once, running or waiting (default ${D.maxPending}; 503)
+  --max-evals <n>      concurrent /v1/eval requests (default ${D.maxEvals}; 503)
+  --deadline-ms <ms>   time one engine request may take (default ${D.deadlineMs}; 504, its work stopped)`;
 
 function parseCli(argv: string[]) {
   const values = parseFlags(argv, {
     model: { type: "string" },
     port: { type: "string", default: "8787" },
     host: { type: "string", default: "127.0.0.1" },
+    workers: { type: "string", default: String(DEFAULT_WORKERS) },
+    "max-work": { type: "string", default: String(D.maxWork) },
+    "max-pending": { type: "string", default: String(D.maxPending) },
+    "max-evals": { type: "string", default: String(D.maxEvals) },
+    "deadline-ms": { type: "string", default: String(D.deadlineMs) },
   });
   if (values === null) return null;
   if (!values.model) throw new CliError("--model is required");
-  return { model: String(values.model), port: intFlag("port", values.port, 0, 65535), host: String(values.host) };
+  const limits: Partial<EdgeLimits> = {
+    maxWork: intFlag("max-work", values["max-work"], 1),
+    maxPending: intFlag("max-pending", values["max-pending"], 1),
+    maxEvals: intFlag("max-evals", values["max-evals"], 1),
+    deadlineMs: intFlag("deadline-ms", values["deadline-ms"], 1),
+  };
+  return {
+    model: String(values.model),
+    port: intFlag("port", values.port, 0, 65535),
+    host: String(values.host),
+    workers: intFlag("workers", values.workers, 0, 64),
+    limits,
+  };
+}
+
+/** The engine: a pool of workers, or one on this thread (`--workers 0`). */
+async function startEngine(model: string, workers: number): Promise<{ engine: RetrievalEngine; digest: string }> {
+  if (workers > 0) {
+    const pool = await EnginePool.start({ modelDir: model, workers });
+    return { engine: pool, digest: pool.digest };
+  }
+  await initWasmBackend({ bytes: await tfjsWasmBytes(), bmm: loadNativeBmm() });
+  const engine = new Pc2Engine(await loadPackage(fileAssets(model), model));
+  return { engine, digest: engine.pkg.json.digest };
 }
 
 async function main(): Promise<number> {
@@ -39,17 +86,17 @@ async function main(): Promise<number> {
   }
   const info = await stat(cli.model).catch(() => null);
   if (!info?.isDirectory()) throw new CliError(`--model: ${cli.model} is not a directory`);
-  await initWasmBackend({ bytes: await tfjsWasmBytes(), bmm: loadNativeBmm() });
-  let engine;
+  let started;
   try {
-    engine = new Pc2Engine(await loadPackage(fileAssets(cli.model), cli.model));
+    started = await startEngine(cli.model, cli.workers);
   } catch (error) {
     throw new CliError(`cannot load the model in ${cli.model}: ${(error as Error).message}`, false);
   }
   const browserAssets = memoryAssets(Object.fromEntries(await buildBrowserFiles()));
-  const app = createApp({ engine, modelAssets: fileAssets(cli.model), browserAssets });
+  const app = createApp({ engine: started.engine, limits: cli.limits, modelAssets: fileAssets(cli.model), browserAssets });
   const server = Bun.serve({ port: cli.port, hostname: cli.host, fetch: app.fetch });
-  console.log(`edge: serving ${cli.model} (manifest digest ${engine.pkg.json.digest}) on http://${server.hostname}:${server.port} (in the browser: /app)`);
+  const engineText = cli.workers > 0 ? `${cli.workers} engine worker${cli.workers === 1 ? "" : "s"}` : "engine on the server thread";
+  console.log(`edge: serving ${cli.model} (manifest digest ${started.digest}, ${engineText}) on http://${server.hostname}:${server.port} (in the browser: /app)`);
   return 0;
 }
 

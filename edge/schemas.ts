@@ -28,6 +28,17 @@ export interface EdgeLimits {
    * float32's range would overflow the engine's squared norms into Infinity/NaN.
    */
   maxFeatureMagnitude: number;
+  /**
+   * Most work one request may ask of the engine, in cells (shared/retrieval/cost.ts), estimated
+   * before it runs; a request over it is refused with 422 and told how much less to ask for.
+   */
+  maxWork: number;
+  /** Engine requests in hand at once, running or waiting; one more is refused with 503. */
+  maxPending: number;
+  /** Concurrent /v1/eval requests; one more is refused with 503. */
+  maxEvals: number;
+  /** Milliseconds an engine request may take; past it the answer is 504 and the work is abandoned. */
+  deadlineMs: number;
 }
 
 export const DEFAULT_EDGE_LIMITS: EdgeLimits = {
@@ -40,6 +51,12 @@ export const DEFAULT_EDGE_LIMITS: EdgeLimits = {
   maxRegions: 256,
   maxImgDim: 4096,
   maxFeatureMagnitude: 1e6,
+  // About 5 s of one wasm thread on the embedded configuration: a 117-image evaluation of a
+  // 5-caption gallery, or 256 pairs of 128-token captions.
+  maxWork: 40e6,
+  maxPending: 16,
+  maxEvals: 1,
+  deadlineMs: 30_000,
 };
 
 const index = v.pipe(v.number(), v.integer(), v.minValue(0), v.maxValue(Number.MAX_SAFE_INTEGER));

@@ -11,3 +11,9 @@ export function median(xs: number[]): number {
 export function loadAverage(): string {
   return loadavg().map((x) => x.toFixed(2)).join(", ");
 }
+
+/** Nearest-rank percentile (p in [0, 100]); NaN when empty. */
+export function percentile(xs: number[], p: number): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length ? s[Math.min(s.length - 1, Math.max(0, Math.ceil((p / 100) * s.length) - 1))] : NaN;
+}

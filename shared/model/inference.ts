@@ -14,7 +14,7 @@
 import { REGIONS } from "./config";
 import { lengthMask } from "./ops";
 import type { ParamStore } from "./params";
-import { EVAL, type CaptionSide, type ImageSide, encodeImage, encodeText, similarity, textSA, visualSA } from "./sgraf";
+import { EVAL, type CaptionSide, type ImageSide, encodeImage, encodeText, pairedSimilarity, similarity, textSA, visualSA } from "./sgraf";
 import * as tf from "./tf";
 
 /** Image-side work of a set of images, in evaluation mode. */
@@ -189,6 +189,8 @@ export function sliceCaptions(enc: EncodedCaptions, start: number, end: number):
 export interface ShardOptions {
   /** Upper bound on the bytes of the largest intermediates of one shard (default 256 MiB). */
   budgetBytes: number;
+  /** Called after each shard is read back (the retrieval engine's garbage collection hook). */
+  betweenShards?: () => void;
 }
 
 export const SHARD_DEFAULTS: ShardOptions = { budgetBytes: 256 * 2 ** 20 };
@@ -213,6 +215,15 @@ export function shardShape(nImages: number, nCaptions: number, module: "SGR" | "
   return { images, captions };
 }
 
+/** Image tensors of images [i0, i1) (the caller disposes them). */
+function imageTensors(imgs: EncodedImages, i0: number, i1: number): ImageSide {
+  const E = imgs.embed;
+  return {
+    emb: tf.tensor3d(imgs.emb.subarray(i0 * REGIONS * E, i1 * REGIONS * E), [i1 - i0, REGIONS, E]),
+    glo: tf.tensor2d(imgs.glo.subarray(i0 * E, i1 * E), [i1 - i0, E]),
+  };
+}
+
 function* similaritySteps(p: ParamStore, imgs: EncodedImages, caps: EncodedCaptions, options: Partial<ShardOptions>): Readback<Float32Array> {
   const { budgetBytes } = { ...SHARD_DEFAULTS, ...options };
   const E = imgs.embed;
@@ -225,13 +236,7 @@ function* similaritySteps(p: ParamStore, imgs: EncodedImages, caps: EncodedCapti
     try {
       for (let i0 = 0; i0 < imgs.count; i0 += shard.images) {
         const i1 = Math.min(imgs.count, i0 + shard.images);
-        const sims = tf.tidy(() => {
-          const img: ImageSide = {
-            emb: tf.tensor3d(imgs.emb.subarray(i0 * REGIONS * E, i1 * REGIONS * E), [i1 - i0, REGIONS, E]),
-            glo: tf.tensor2d(imgs.glo.subarray(i0 * E, i1 * E), [i1 - i0, E]),
-          };
-          return similarity(p, img, capSide, EVAL);
-        });
+        const sims = tf.tidy(() => similarity(p, imageTensors(imgs, i0, i1), capSide, EVAL));
         let block: Float32Array;
         try {
           block = yield sims;
@@ -239,6 +244,7 @@ function* similaritySteps(p: ParamStore, imgs: EncodedImages, caps: EncodedCapti
           sims.dispose();
         }
         for (let i = i0; i < i1; i++) out.set(block.subarray((i - i0) * (c1 - c0), (i - i0 + 1) * (c1 - c0)), i * caps.count + c0);
+        options.betweenShards?.();
       }
     } finally {
       tf.dispose([capSide.emb, capSide.glo, capSide.mask]);
@@ -255,18 +261,45 @@ export function similarityMatrix(p: ParamStore, imgs: EncodedImages, caps: Encod
   return readSync(similaritySteps(p, imgs, caps, options));
 }
 
+/**
+ * Similarity of image i with caption i only, [n] (`imgs` and `caps` hold n items each): for a
+ * list of pairs, where the matrix of `similaritySteps` would score n² of them. Shards of pairs
+ * under the same memory budget.
+ */
+function* pairedSteps(p: ParamStore, imgs: EncodedImages, caps: EncodedCaptions, options: Partial<ShardOptions>): Readback<Float32Array> {
+  if (imgs.count !== caps.count) throw new RangeError(`pairedSimilarity: ${imgs.count} images but ${caps.count} captions`);
+  const { budgetBytes } = { ...SHARD_DEFAULTS, ...options };
+  const out = new Float32Array(caps.count);
+  const maxLen = caps.lengths.reduce((a, b) => Math.max(a, b), 1);
+  const perPair = floatsPerPairWord(p.config.module_name, imgs.embed, p.config.sim_dim, maxLen) * (maxLen + 1) * 4;
+  const shard = Math.max(1, Math.floor(budgetBytes / perPair));
+  for (let i0 = 0; i0 < caps.count; i0 += shard) {
+    const i1 = Math.min(caps.count, i0 + shard);
+    const sims = tf.tidy(() => pairedSimilarity(p, imageTensors(imgs, i0, i1), captionTensors(caps, i0, i1)));
+    try {
+      out.set(yield sims, i0);
+    } finally {
+      sims.dispose();
+    }
+    options.betweenShards?.();
+  }
+  return out;
+}
+
 export type EnsembleOptions = Partial<ShardOptions> & {
   onNet?: (k: number, sims: Float32Array) => void;
   /** Awaited after every shard by the async variant (see readAsync). */
   pause?: () => Promise<void>;
 };
 
-function* ensembleSteps(nets: readonly ParamStore[], images: (k: number) => EncodedImages, captions: (k: number) => EncodedCaptions, options: EnsembleOptions): Readback<Float32Array> {
+type SimilaritySteps = typeof similaritySteps;
+
+function* ensembleSteps(nets: readonly ParamStore[], images: (k: number) => EncodedImages, captions: (k: number) => EncodedCaptions, options: EnsembleOptions, steps: SimilaritySteps = similaritySteps): Readback<Float32Array> {
   if (nets.length === 0) throw new RangeError("ensembleSimilarity: no nets");
-  const out = yield* similaritySteps(nets[0], images(0), captions(0), options);
+  const out = yield* steps(nets[0], images(0), captions(0), options);
   options.onNet?.(0, out);
   for (let k = 1; k < nets.length; k++) {
-    const s = yield* similaritySteps(nets[k], images(k), captions(k), options);
+    const s = yield* steps(nets[k], images(k), captions(k), options);
     options.onNet?.(k, s); // each net's own matrix, before it joins the average
     for (let i = 0; i < s.length; i++) out[i] += s[i];
   }
@@ -285,6 +318,14 @@ export function ensembleSimilarity(nets: readonly ParamStore[], images: (k: numb
 
 export function ensembleSimilarityAsync(nets: readonly ParamStore[], images: (k: number) => EncodedImages, captions: (k: number) => EncodedCaptions, options: EnsembleOptions = {}): Promise<Float32Array> {
   return readAsync(ensembleSteps(nets, images, captions, options), options.pause);
+}
+
+/**
+ * Pair similarities averaged over the nets, [n]: net k scores image i of `images(k)` with caption
+ * i of `captions(k)` (the edge's /v1/score).
+ */
+export function ensemblePairedSimilarityAsync(nets: readonly ParamStore[], images: (k: number) => EncodedImages, captions: (k: number) => EncodedCaptions, options: EnsembleOptions = {}): Promise<Float32Array> {
+  return readAsync(ensembleSteps(nets, images, captions, options, pairedSteps), options.pause);
 }
 
 /** Zero-padded tensors of captions [c0, c1) (the caller disposes them). */

@@ -318,22 +318,45 @@ function attentionFiltration(p: ParamStore, nodes: tf.Tensor4D, nodeMask: tf.Ten
  * EncoderSimilarity: similarity of every image with every caption, [N images, C captions].
  */
 export function similarity(p: ParamStore, img: ImageSide, cap: CaptionSide, ctx: ForwardContext): tf.Tensor2D {
-  const cfg = p.config;
-  const [N] = img.emb.shape;
-  const [C, L] = cap.emb.shape;
-  const S = cfg.sim_dim;
-  const pre = "sim_enc";
-
-  // Global alignment [N, C, S].
+  // Global alignment [N, C, E] and local alignments [N, C, L, E], before their projections.
   const gloDiff = tf.square(tf.sub(tf.expandDims(img.glo, 1), tf.expandDims(cap.glo, 0)));
-  const simGlo = l2norm(linear(gloDiff, p.get(`${pre}.sim_tranglo_w.weight`), p.get(`${pre}.sim_tranglo_w.bias`)));
-  // Local alignments [N, C, L, S].
   const context = scanAttention(img.emb, cap.emb);
   const locDiff = tf.square(tf.sub(context, tf.expandDims(cap.emb, 0)));
+  return reasonAlignments(p, gloDiff, locDiff, cap.mask, ctx);
+}
+
+/**
+ * Similarity of image b with caption b only, [B] (the official code has no such form: it scores
+ * every image against every caption). Evaluation mode only. The SCAN attention is taken per pair;
+ * the rest of EncoderSimilarity works per (image, caption) pair anyway, so it runs unchanged on
+ * the B pairs laid out as one image's B captions. A /v1/score request costs B pairs this way, not
+ * the B² of `similarity`'s matrix.
+ */
+export function pairedSimilarity(p: ParamStore, img: ImageSide, cap: CaptionSide): tf.Tensor1D {
+  const [B] = img.emb.shape;
+  let attn: tf.Tensor = tf.matMul(img.emb, cap.emb, false, true); // [B, R, L]
+  attn = l2norm(tf.leakyRelu(attn, 0.1));
+  attn = softmax(tf.mul(tf.transpose(attn, [0, 2, 1]), SCAN_SMOOTH)); // [B, L, R] over regions
+  const context = l2norm(bmm(attn as tf.Tensor3D, img.emb)); // [B, L, E]
+  const gloDiff = tf.expandDims(tf.square(tf.sub(img.glo, cap.glo)), 0); // [1, B, E]
+  const locDiff = tf.expandDims(tf.square(tf.sub(context, cap.emb)), 0); // [1, B, L, E]
+  return reasonAlignments(p, gloDiff, locDiff, cap.mask, EVAL).reshape([B]) as tf.Tensor1D;
+}
+
+/**
+ * The rest of EncoderSimilarity from the squared differences of the global [N, C, E] and local
+ * [N, C, L, E] alignments: their projections, then SGR or SAF, then the score [N, C].
+ */
+function reasonAlignments(p: ParamStore, gloDiff: tf.Tensor, locDiff: tf.Tensor, capMask: tf.Tensor2D, ctx: ForwardContext): tf.Tensor2D {
+  const cfg = p.config;
+  const [N, C, L] = locDiff.shape;
+  const S = cfg.sim_dim;
+  const pre = "sim_enc";
+  const simGlo = l2norm(linear(gloDiff, p.get(`${pre}.sim_tranglo_w.weight`), p.get(`${pre}.sim_tranglo_w.bias`)));
   const simLoc = l2norm(linear(locDiff, p.get(`${pre}.sim_tranloc_w.weight`), p.get(`${pre}.sim_tranloc_w.bias`)));
   // Nodes: the global alignment first, then one per word; [N, C, L+1, S].
   const nodes = tf.concat([tf.expandDims(simGlo, 2), simLoc], 2) as tf.Tensor4D;
-  const nodeMask = tf.concat([tf.ones([C, 1]), cap.mask], 1) as tf.Tensor2D; // [C, L+1]
+  const nodeMask = tf.concat([tf.ones([C, 1]), capMask], 1) as tf.Tensor2D; // [C, L+1]
 
   let simVec: tf.Tensor;
   if (cfg.module_name === "SGR") {

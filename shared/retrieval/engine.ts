@@ -19,7 +19,13 @@ import type { AssetSource } from "./assets.ts";
  */
 export const MAX_QUERY_TOKENS = 128;
 
-export const GalleryInfoSchema = v.object({ images: v.number(), captions: v.number(), perCaptions: v.number() });
+export const GalleryInfoSchema = v.object({
+  images: v.number(),
+  captions: v.number(),
+  perCaptions: v.number(),
+  /** Tokens of all captions together (a request's cost depends on them: shared/retrieval/cost.ts). */
+  words: v.number(),
+});
 export type GalleryInfo = v.InferOutput<typeof GalleryInfoSchema>;
 
 export const ModelInfoSchema = v.object({
@@ -57,7 +63,9 @@ export interface ImageQuery {
 }
 
 /**
- * What a front end needs from a model. The caller guarantees that exactly one side of each query
+ * What a front end needs from a model. Each verb takes an optional AbortSignal: an engine stops
+ * (rejecting with the signal's reason) where it can once the signal fires, and a front end that
+ * gave up on a request ignores the outcome. The caller guarantees that exactly one side of each query
  * is set, that token lists are at most `maxTokens` long with ids in [0, vocabSize), that features
  * have the engine's shape and are finite, that a gallery exists where one is used, that gallery
  * indices exist and that k ≥ 1.
@@ -70,12 +78,12 @@ export interface RetrievalEngine {
   /** Longest token list a query may have (ids, `<start>`/`<end>` included). */
   maxTokens: number;
   /** text→image over the gallery. */
-  searchImages(q: TextQuery, k: number): Promise<Hit[]>;
+  searchImages(q: TextQuery, k: number, signal?: AbortSignal): Promise<Hit[]>;
   /** image→text over the gallery captions. */
-  searchCaptions(q: ImageQuery, k: number): Promise<Hit[]>;
-  score(pairs: Array<ImageQuery & TextQuery>): Promise<number[]>;
+  searchCaptions(q: ImageQuery, k: number, signal?: AbortSignal): Promise<Hit[]>;
+  score(pairs: Array<ImageQuery & TextQuery>, signal?: AbortSignal): Promise<number[]>;
   /** Official i2t/t2i over the first `limit` gallery images (all when absent). */
-  evaluate(limit?: number): Promise<EvalResult>;
+  evaluate(limit?: number, signal?: AbortSignal): Promise<EvalResult>;
 }
 
 /** Turns the model's files into an engine; the runtime adapters supply the AssetSource. */

@@ -9,12 +9,27 @@
  */
 import { evaluateRecall } from "../eval/metrics";
 import { REGIONS } from "../model/config";
-import { type EncodedCaptions, type EncodedImages, encodeCaptionsAsync, encodeImagesAsync, ensembleSimilarityAsync, selectImages, sliceCaptions } from "../model/inference";
+import { type EncodedCaptions, type EncodedImages, concatImages, encodeCaptionsAsync, encodeImagesAsync, ensembleSimilarityAsync, ensemblePairedSimilarityAsync, selectImages, type ShardOptions, sliceCaptions } from "../model/inference";
 import { type ModelPackage, decodeModelPackage, MODEL_JSON } from "../model/package";
 import type { TextTokenizerOptions } from "../text/text-tokenizer";
 import type { AssetSource } from "./assets.ts";
 import { QueryText } from "./text-query.ts";
 import { MAX_QUERY_TOKENS, type EngineLoader, type EvalResult, type Hit, type ImageQuery, type ModelInfo, type RetrievalEngine, type TextQuery } from "./engine.ts";
+
+/** Pairs of one /v1/score request encoded together (see `score`). */
+export const SCORE_BATCH = 16;
+
+export interface Pc2EngineOptions {
+  /** Shard budget of the similarity computations (inference.ts SHARD_DEFAULTS when absent). */
+  shard?: Partial<ShardOptions>;
+  /**
+   * Called between the batches and shards of a long request. Each leaves tens of MB of garbage
+   * (read-backs, tfjs's per-operation arrays) that a lazy garbage collector keeps for seconds, so
+   * a 256-pair score or a 100-image evaluation grows the process by 150 MB; a runtime that can
+   * collect on demand (Bun: `Bun.gc`) passes it here.
+   */
+  betweenBatches?: () => void;
+}
 
 export class Pc2Engine implements RetrievalEngine {
   readonly imgDim: number;
@@ -23,10 +38,15 @@ export class Pc2Engine implements RetrievalEngine {
   readonly maxTokens = MAX_QUERY_TOKENS;
   private readonly text: QueryText;
 
+  private readonly shard: Partial<ShardOptions>;
+  private readonly betweenBatches: () => void;
+
   constructor(
     readonly pkg: ModelPackage,
-    options: TextTokenizerOptions = {},
+    options: Pc2EngineOptions & TextTokenizerOptions = {},
   ) {
+    this.shard = { ...options.shard, betweenShards: options.betweenBatches };
+    this.betweenBatches = options.betweenBatches ?? (() => {});
     this.imgDim = pkg.config.img_dim;
     this.vocabSize = pkg.config.vocab_size;
     this.text = new QueryText(pkg, options);
@@ -39,7 +59,7 @@ export class Pc2Engine implements RetrievalEngine {
       dtype: this.pkg.dtype,
       sha256: this.pkg.sha256,
       nets: this.pkg.netNames,
-      gallery: g ? { images: g.images[0].count, captions: g.captions[0].count, perCaptions: g.perCaptions } : null,
+      gallery: g ? { images: g.images[0].count, captions: g.captions[0].count, perCaptions: g.perCaptions, words: g.captions[0].emb.length / g.captions[0].embed } : null,
       text: this.text.info(),
     };
   }
@@ -59,46 +79,79 @@ export class Pc2Engine implements RetrievalEngine {
 
   /** Averaged similarity of the nets between images and captions given per net. */
   private sims(images: (k: number) => EncodedImages, captions: (k: number) => EncodedCaptions): Promise<Float32Array> {
-    return ensembleSimilarityAsync(this.pkg.nets, images, captions);
+    return ensembleSimilarityAsync(this.pkg.nets, images, captions, this.shard);
   }
 
-  /** The query caption encoded by every net. */
-  private encodeQueryCaption(tokens: Int32Array): Promise<EncodedCaptions[]> {
-    return sequential(this.pkg.nets, (net) => encodeCaptionsAsync(net, tokens, Int32Array.of(tokens.length)));
+  /** Query captions encoded by every net, in one batch per net (zero-padded to the longest). */
+  private encodeQueryCaptions(tokens: Int32Array[]): Promise<EncodedCaptions[]> {
+    const lengths = Int32Array.from(tokens, (t) => t.length);
+    const T = Math.max(...lengths);
+    const padded = new Int32Array(tokens.length * T);
+    tokens.forEach((t, i) => padded.set(t, i * T));
+    return sequential(this.pkg.nets, (net) => encodeCaptionsAsync(net, padded, lengths));
   }
 
-  /** The query image encoded by every net (a gallery image is already encoded). */
-  private encodeQueryImage(q: ImageQuery): Promise<EncodedImages[]> {
-    if (q.features) return sequential(this.pkg.nets, (net) => encodeImagesAsync(net, q.features!, 1));
-    return Promise.resolve(this.gallery().images.map((g) => selectImages(g, [q.image!])));
+  /**
+   * Query images encoded by every net, in query order: features in one batch per net, gallery
+   * images (already encoded) selected.
+   */
+  private async encodeQueryImages(qs: ImageQuery[]): Promise<EncodedImages[]> {
+    const fresh = qs.filter((q) => q.features);
+    const size = this.regions * this.imgDim;
+    const features = new Float32Array(fresh.length * size);
+    fresh.forEach((q, i) => features.set(q.features!, i * size));
+    const encoded = fresh.length ? await sequential(this.pkg.nets, (net) => encodeImagesAsync(net, features, fresh.length)) : null;
+    if (fresh.length === qs.length) return encoded!;
+    // The batch's encoded features, then its gallery images; each query picks its row.
+    const picked = qs.filter((q) => !q.features).map((q) => q.image!);
+    let [nextFresh, nextPicked] = [0, fresh.length];
+    const rows = qs.map((q) => (q.features ? nextFresh++ : nextPicked++));
+    return this.gallery().images.map((g, n) => {
+      const own = selectImages(g, picked);
+      return selectImages(encoded ? concatImages([encoded[n], own]) : own, rows);
+    });
   }
 
-  async searchImages(q: TextQuery, k: number): Promise<Hit[]> {
+  async searchImages(q: TextQuery, k: number, signal?: AbortSignal): Promise<Hit[]> {
     const g = this.gallery();
-    const caps = await this.encodeQueryCaption(await this.tokens(q));
+    signal?.throwIfAborted();
+    const caps = await this.encodeQueryCaptions([await this.tokens(q)]);
     const s = await this.sims((n) => g.images[n], (n) => caps[n]);
     return topK(s, k).map(([index, score]) => ({ index, score, image: index }));
   }
 
-  async searchCaptions(q: ImageQuery, k: number): Promise<Hit[]> {
+  async searchCaptions(q: ImageQuery, k: number, signal?: AbortSignal): Promise<Hit[]> {
     const g = this.gallery();
-    const imgs = await this.encodeQueryImage(q);
+    signal?.throwIfAborted();
+    const imgs = await this.encodeQueryImages([q]);
     const s = await this.sims((n) => imgs[n], (n) => g.captions[n]);
     return topK(s, k).map(([index, score]) => ({ index, score, caption: g.texts[index] ?? undefined, image: Math.floor(index / g.perCaptions) }));
   }
 
-  async score(pairs: Array<ImageQuery & TextQuery>): Promise<number[]> {
+  /**
+   * Pairs are scored SCORE_BATCH at a time: each batch's images and captions are encoded in one
+   * call per net (a caption's GRU runs its words one step at a time, so encoding 256 captions one
+   * by one is 256 × 128 steps of tiny operations), then scored pair by pair (pairedSimilarity).
+   * The batch bounds the memory of one request whatever its size.
+   */
+  async score(pairs: Array<ImageQuery & TextQuery>, signal?: AbortSignal): Promise<number[]> {
+    const tokens: Int32Array[] = [];
+    for (const p of pairs) tokens.push(await this.tokens(p)); // every input error before any work
     const scores: number[] = [];
-    for (const pair of pairs) {
-      const tokens = await this.tokens(pair);
-      const [imgs, caps] = [await this.encodeQueryImage(pair), await this.encodeQueryCaption(tokens)];
-      scores.push((await this.sims((n) => imgs[n], (n) => caps[n]))[0]);
+    for (let b0 = 0; b0 < pairs.length; b0 += SCORE_BATCH) {
+      if (b0 > 0) this.betweenBatches();
+      signal?.throwIfAborted();
+      const batch = pairs.slice(b0, b0 + SCORE_BATCH);
+      const imgs = await this.encodeQueryImages(batch);
+      const caps = await this.encodeQueryCaptions(tokens.slice(b0, b0 + SCORE_BATCH));
+      scores.push(...(await ensemblePairedSimilarityAsync(this.pkg.nets, (n) => imgs[n], (n) => caps[n], this.shard)));
     }
     return scores;
   }
 
-  async evaluate(limit?: number): Promise<EvalResult> {
+  async evaluate(limit?: number, signal?: AbortSignal): Promise<EvalResult> {
     const g = this.gallery();
+    signal?.throwIfAborted();
     const nImages = Math.min(limit ?? g.images[0].count, g.images[0].count);
     const nCaptions = nImages * g.perCaptions;
     const idx = Int32Array.from({ length: nImages }, (_, i) => i);

@@ -400,6 +400,7 @@ describe("lazy engine", () => {
         await gate;
         return new FakeEngine();
       },
+      limits: { maxPending: 20 }, // all of them in hand at once (the bound: admission.test.ts)
     });
     expect(await (await app.request("/health")).json()).toEqual({ status: "ok", engine: "idle" });
     const pending = Array.from({ length: 20 }, (_, i) => post(app, "/v1/search/images", { tokens: [i], k: 1 }));
@@ -432,7 +433,7 @@ describe("lazy engine", () => {
 
 describe("concurrency", () => {
   test("50 parallel mixed requests each get their own answer", async () => {
-    const { app } = appWith(new FakeEngine({ yieldTurns: 3 }));
+    const { app } = appWith(new FakeEngine({ yieldTurns: 3 }), { limits: { maxPending: 50 } });
     const requests = Array.from({ length: 50 }, (_, i) => {
       switch (i % 4) {
         case 0: return { req: post(app, "/v1/search/images", { tokens: [i % 50], k: 1 }), expect: { results: [{ index: i % 20, score: 1 }] } };

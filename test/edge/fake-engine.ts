@@ -45,10 +45,13 @@ export class FakeEngine implements RetrievalEngine {
       sha256: "0".repeat(64),
       nets: ["A", "B"],
       gallery: this.withGallery
-        ? { images: this.images, captions: this.images * this.perCaptions, perCaptions: this.perCaptions }
+        ? { images: this.images, captions: this.images * this.perCaptions, perCaptions: this.perCaptions, words: this.images * this.perCaptions * FakeEngine.captionTokens }
         : null,
     };
   }
+
+  /** Length of every gallery caption, tokens. */
+  static readonly captionTokens = 10;
 
   /** The query's "key": sum of token ids, text length, image index or feature sum. */
   static key(q: TextQuery & ImageQuery): number {

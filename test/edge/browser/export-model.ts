@@ -1,11 +1,12 @@
 /**
  * Run by the browser test in its own process (tfjs's backend registry is process-wide):
  *
- *   bun test/edge/browser/export-model.ts <dir>
+ *   bun test/edge/browser/export-model.ts <dir> [split]
  *
  * Exports the committed small trained model (assets/quick-model) the way the trainer exports at
  * the end of training (trainer/export.ts: uint8 weights, a float16 gallery) with the embedded
- * dataset's test split (100 images, 500 captions) as its gallery, into <dir>. A trained model,
+ * dataset's test split (100 images, 500 captions) as its gallery, into <dir>; `train` gives its
+ * 400-image split instead (benchmarks/edge_stall.ts). A trained model,
  * so that the recall the test compares is far from chance and the screenshot shows real captions.
  */
 import { resolve } from "node:path";
@@ -20,12 +21,13 @@ import { REPO_ROOT } from "../../support";
 
 async function main(): Promise<void> {
   const out = Bun.argv[2];
-  if (!out) throw new Error("usage: bun test/edge/browser/export-model.ts <dir>");
+  const split = (Bun.argv[3] ?? "test") as "test" | "train";
+  if (!out || !["test", "train"].includes(split)) throw new Error("usage: bun test/edge/browser/export-model.ts <dir> [test|train]");
   await initBackend("wasm");
   const base = await loadPackage(fileAssets(QUICK_MODEL_DIR), QUICK_MODEL_DIR);
   const ds = ensureSynthetic(resolve(REPO_ROOT, ".cache"), { imgDim: base.config.img_dim });
   const { vocab, vocabSize } = loadVocabulary({ vocabPath: ds.vocabPath, dataName: ds.dataName });
-  const test = loadSplit({ dataPath: ds.dataPath, dataName: ds.dataName, split: "test", vocab, vocabSize, imgDim: base.config.img_dim });
+  const test = loadSplit({ dataPath: ds.dataPath, dataName: ds.dataName, split, vocab, vocabSize, imgDim: base.config.img_dim });
   const r = await exportModel(out, { config: base.config, nets: base.nets, names: base.netNames, dtype: "uint8", vocab: vocab.toJSON(), gallery: test });
   for (const p of base.nets) p.dispose();
   console.log(JSON.stringify(r));

@@ -27,9 +27,9 @@ export function requireChromium(): void {
 }
 
 /** Writes the test model (export-model.ts, in its own process) to `<dir>/model`. */
-export async function exportTestModel(dir: string): Promise<string> {
+export async function exportTestModel(dir: string, split: "test" | "train" = "test"): Promise<string> {
   const modelDir = join(dir, "model");
-  const proc = Bun.spawn([process.execPath, join(import.meta.dir, "export-model.ts"), modelDir], { cwd: REPO, stdout: "pipe", stderr: "pipe", stdin: "ignore" });
+  const proc = Bun.spawn([process.execPath, join(import.meta.dir, "export-model.ts"), modelDir, split], { cwd: REPO, stdout: "pipe", stderr: "pipe", stdin: "ignore" });
   const [out, err, code] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]);
   if (code !== 0) throw new Error(`export-model.ts exited ${code}:\n${out}\n${err}`);
   return modelDir;
@@ -41,9 +41,9 @@ export interface EdgeServer {
   stop(): Promise<void>;
 }
 
-/** `bun run edge --model <dir> --port 0`, ready once it prints its address. */
-export async function startEdge(modelDir: string, timeoutMs = 60_000): Promise<EdgeServer> {
-  const proc = Bun.spawn([process.execPath, "edge/bun.ts", "--model", modelDir, "--port", "0", "--host", "127.0.0.1"], {
+/** `bun run edge --model <dir> --port 0 [args]`, ready once it prints its address. */
+export async function startEdge(modelDir: string, timeoutMs = 60_000, args: string[] = []): Promise<EdgeServer> {
+  const proc = Bun.spawn([process.execPath, "edge/bun.ts", "--model", modelDir, "--port", "0", "--host", "127.0.0.1", ...args], {
     cwd: REPO,
     stdout: "pipe",
     stderr: "pipe",

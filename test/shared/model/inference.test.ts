@@ -8,7 +8,7 @@ import { initBackend } from "../../../trainer/backend";
 import { sgrafConfig } from "../../../shared/model/config";
 import { ParamStore } from "../../../shared/model/params";
 import { EVAL, captionSide, encodeImage, encodeText, imageSide, similarity } from "../../../shared/model/sgraf";
-import { type Readback, encodeCaptions, encodeCaptionsAsync, encodeImages, encodeImagesAsync, ensembleSimilarity, ensembleSimilarityAsync, readAsync, readSync, shardShape, similarityMatrix } from "../../../shared/model/inference";
+import { type Readback, encodeCaptions, encodeCaptionsAsync, encodeImages, encodeImagesAsync, ensemblePairedSimilarityAsync, ensembleSimilarity, ensembleSimilarityAsync, readAsync, readSync, shardShape, similarityMatrix } from "../../../shared/model/inference";
 import { Random } from "../../../shared/random";
 import { gpuBufferStats, releaseWebGpu, resetPeakBytes } from "../../../trainer/webgpu";
 
@@ -48,6 +48,28 @@ for (const backend of ["wasm", "cpu"] as const) {
           for (let k = 0; k < s.length; k++) expect(Math.abs(s[k] - pairwise[k])).toBeLessThan(2e-6);
         }
         p.dispose();
+      });
+
+      test("paired similarity (/v1/score's) is the matrix's diagonal, every budget, no tensor left", async () => {
+        const cfg = sgrafConfig({ img_dim: 12, embed_size: 8, word_dim: 6, sim_dim: 4, proj_dim: 3, vocab_size: 30, module_name });
+        const rng = new Random(9);
+        const nets = [ParamStore.init(cfg, rng), ParamStore.init(cfg, rng)];
+        const n = 6;
+        const lengths = Int32Array.from({ length: n }, (_, i) => 2 + ((i * 5) % 9));
+        const T = Math.max(...lengths);
+        const tokens = Int32Array.from({ length: n * T }, (_, i) => (i % T < lengths[Math.floor(i / T)] ? 1 + rng.nextInt(29) : 0));
+        const images = rng.uniformArray(n * 36 * 12, 0, 2);
+        const imgs = nets.map((p) => encodeImages(p, images, n));
+        const caps = nets.map((p) => encodeCaptions(p, tokens, lengths));
+        const matrix = ensembleSimilarity(nets, (k) => imgs[k], (k) => caps[k]);
+        const before = tf.memory().numTensors;
+        for (const budget of [1, 50_000, 256 * 2 ** 20]) {
+          const paired = await ensemblePairedSimilarityAsync(nets, (k) => imgs[k], (k) => caps[k], { budgetBytes: budget });
+          expect(paired.length).toBe(n);
+          for (let i = 0; i < n; i++) expect(Math.abs(paired[i] - matrix[i * n + i])).toBeLessThan(2e-6);
+        }
+        expect(tf.memory().numTensors).toBe(before);
+        for (const p of nets) p.dispose();
       });
     });
   }
