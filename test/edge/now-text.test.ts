@@ -10,16 +10,14 @@ import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { Hono } from "hono";
 import { createApp } from "../../edge/app.ts";
+import { WORKER_WITHOUT_JIEBA } from "../../edge/worker-text.ts";
 import { Vocabulary } from "../../shared/formats/vocab";
 import { Pc2Engine } from "../../shared/retrieval/pc2-engine";
-import { loadJieba } from "../../shared/text/jieba";
-import { initBackend } from "../../trainer/backend";
-import { parseTrainArgs } from "../../trainer/config";
 import { main as exportMain } from "../../trainer/cli/export";
-import { generateNowSynthetic, type NowSyntheticDataset } from "../../trainer/data/now-synthetic";
+import type { NowSyntheticDataset } from "../../trainer/data/now-synthetic";
 import { readModelDir } from "../../trainer/models";
-import { OUTPUT_FILES, train } from "../../trainer/train";
-import { recordingHooks, tempDir, TINY_FLAGS } from "../trainer/train-fixtures";
+import { tempDir } from "../trainer/train-fixtures";
+import { exportQuietly, trainNowJieba } from "./now-model.ts";
 
 const tmp = tempDir("pc2-now-text-");
 let ds: NowSyntheticDataset;
@@ -27,14 +25,7 @@ let checkpoint = "";
 
 async function exported(name: string, extra: string[] = []): Promise<{ engine: Pc2Engine; app: Hono; out: string }> {
   const out = join(tmp.dir, name);
-  const log = console.log;
-  console.log = () => {};
-  try {
-    const code = await exportMain(["--model_path", checkpoint, "--out", out, "--gallery", "test", "--backend", "wasm", ...extra]);
-    expect(code).toBe(0);
-  } finally {
-    console.log = log;
-  }
+  expect(await exportQuietly(checkpoint, out, extra)).toBe(0);
   const engine = new Pc2Engine(await readModelDir(out));
   return { engine, app: createApp({ engine }), out };
 }
@@ -45,12 +36,7 @@ async function post(app: Hono, path: string, body: unknown): Promise<{ status: n
 }
 
 beforeAll(async () => {
-  await initBackend("wasm");
-  ds = generateNowSynthetic(tmp.dir, await loadJieba(), { trainImages: 24, devImages: 6, testImages: 6, imgDim: 8, classes: 6 });
-  const out = join(tmp.dir, "run");
-  const flags: Record<string, string> = { ...TINY_FLAGS, data_path: ds.dataPath, data_name: ds.dataName, vocab_path: ds.vocabPath, tokenizer: "jieba", img_dim: String(ds.imgDim), output_dir: out, noise_ratio: "0" };
-  await train(parseTrainArgs(Object.entries(flags).flatMap(([k, v]) => [`--${k}`, v])), recordingHooks());
-  checkpoint = join(out, OUTPUT_FILES.latest);
+  ({ ds, checkpoint } = await trainNowJieba(tmp.dir));
 }, 300_000);
 
 afterAll(() => tmp.cleanup());
@@ -58,9 +44,10 @@ afterAll(() => tmp.cleanup());
 describe("a NoW model trained on Jieba ids answers Chinese text", () => {
   let engine: Pc2Engine;
   let app: Hono;
+  let out = "";
 
   beforeAll(async () => {
-    ({ engine, app } = await exported("model-jieba"));
+    ({ engine, app, out } = await exported("model-jieba"));
   }, 120_000);
 
   test("the package names Jieba and its vocabulary, with their SHA-256", () => {
@@ -104,6 +91,18 @@ describe("a NoW model trained on Jieba ids answers Chinese text", () => {
     const doc = (await (await app.request("/openapi.json")).json()) as any;
     const schema = doc.paths["/v1/search/images"].post.requestBody.content["application/json"].schema;
     expect(JSON.stringify(schema)).toContain("jieba.lcut (--tokenizer jieba)");
+  });
+
+  test("served by edge/worker.ts (no Jieba): text is a 501 naming edge/worker-jieba.ts, token ids still rank", async () => {
+    const worker = createApp({ engine: new Pc2Engine(await readModelDir(out), { jieba: WORKER_WITHOUT_JIEBA }) });
+    const caption = ds.captions.test[2];
+    const byText = await post(worker, "/v1/search/images", { text: caption, k: 6 });
+    expect(byText.status).toBe(501);
+    expect(byText.body.error.message).toBe(`text: Jieba is not available: ${WORKER_WITHOUT_JIEBA.unavailable}; token ids (\`tokens\`) still work here`);
+    expect(byText.body.error.message).toContain("edge/worker-jieba.ts");
+    const tokens = Array.from(await engine.tokens({ text: caption }));
+    const byIds = await post(worker, "/v1/search/images", { tokens, k: 6 });
+    expect(byIds).toEqual(await post(app, "/v1/search/images", { text: caption, k: 6 }));
   });
 
   test("text of words the vocabulary lacks is a 400 naming the tokenizer", async () => {
