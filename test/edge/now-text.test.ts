@@ -5,8 +5,8 @@
  * `test_caps_jieba.txt`. The same nets exported for NoW's bpe captions take ids only, or text
  * through a user's tokenizer.json.
  */
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { afterAll, beforeAll, describe, expect, spyOn, test } from "bun:test";
+import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { Hono } from "hono";
 import { createApp } from "../../edge/app.ts";
@@ -14,9 +14,11 @@ import { WORKER_WITHOUT_JIEBA } from "../../edge/worker-text.ts";
 import { Vocabulary } from "../../shared/formats/vocab";
 import { Pc2Engine } from "../../shared/retrieval/pc2-engine";
 import { main as exportMain } from "../../trainer/cli/export";
+import { main as trainMain } from "../../trainer/cli/train";
+import { OUTPUT_FILES } from "../../trainer/train";
 import type { NowSyntheticDataset } from "../../trainer/data/now-synthetic";
 import { readModelDir } from "../../trainer/models";
-import { tempDir } from "../trainer/train-fixtures";
+import { tempDir, TINY_FLAGS } from "../trainer/train-fixtures";
 import { exportQuietly, trainNowJieba } from "./now-model.ts";
 
 const tmp = tempDir("pc2-now-text-");
@@ -162,4 +164,46 @@ describe("the same nets exported for NoW's bpe captions", () => {
       console.error = log;
     }
   });
+});
+
+describe("bun run train --tokenizer bpe --tokenizer_json", () => {
+  test("the model the run exports takes text through the tokenizer.json; a later export of its checkpoint too", async () => {
+    // NoW's bpe layout over the Jieba ids: the run only needs files under the bpe names.
+    const data = join(tmp.dir, "bpe-data");
+    mkdirSync(join(data, "now100k_precomp"), { recursive: true });
+    mkdirSync(join(data, "vocab"), { recursive: true });
+    for (const split of ["train", "dev", "test"]) {
+      for (const f of [`${split}_ims.npy`, `${split}_caps_jieba.txt`]) copyFileSync(join(ds.dataPath, "now100k_precomp", f), join(data, "now100k_precomp", f.replace("jieba", "bpe")));
+    }
+    // The Jieba vocabulary with two of the fixture BPE's pieces appended (ids of the captions unchanged).
+    const vocab = structuredClone(ds.vocab.toJSON());
+    for (const piece of ["支付宝", "扫码"]) {
+      vocab.word2idx[piece] = vocab.idx;
+      vocab.idx2word[String(vocab.idx++)] = piece;
+    }
+    writeFileSync(join(data, "vocab/now100k_precomp_vocab_bpe.json"), JSON.stringify(vocab));
+    const file = join(import.meta.dir, "fixtures/bpe-tokenizer.json");
+    const sha = new Bun.CryptoHasher("sha256").update(readFileSync(file)).digest("hex");
+    const run = join(tmp.dir, "bpe-run");
+    const flags = { ...TINY_FLAGS, data_path: data, data_name: ds.dataName, vocab_path: join(data, "vocab"), tokenizer: "bpe", img_dim: String(ds.imgDim), noise_ratio: "0", output_dir: run, backend: "wasm", eval_workers: "1", tokenizer_json: file };
+    const log = spyOn(console, "log").mockImplementation(() => {});
+    try {
+      expect(await trainMain(Object.entries(flags).flatMap(([k, v]) => [`--${k}`, v]))).toBe(0);
+    } finally {
+      log.mockRestore();
+    }
+    const expectBpeText = async (dir: string) => {
+      const engine = new Pc2Engine(await readModelDir(dir));
+      expect(engine.pkg.json.text).toMatchObject({ kind: "words", dataset: "bpe", tokenizer: { kind: "tokenizer.json", files: ["tokenizer.json"] } });
+      expect(engine.pkg.json.files["tokenizer.json"].sha256).toBe(sha);
+      const v = new Vocabulary(vocab, "vocab");
+      // BPE: 支付宝 扫码 付 款; the last two are not in the vocabulary.
+      expect(Array.from(await engine.tokens({ text: "支付宝扫码付款" }))).toEqual([v.start, v.id("支付宝"), v.id("扫码"), v.unk, v.unk, v.end]);
+      expect(v.id("扫码")).toBe(ds.vocab.idx + 1);
+    };
+    await expectBpeText(join(run, OUTPUT_FILES.model));
+    const again = join(tmp.dir, "bpe-reexport");
+    expect(await exportQuietly(join(run, OUTPUT_FILES.latest), again)).toBe(0);
+    await expectBpeText(again);
+  }, 300_000);
 });
