@@ -18,7 +18,7 @@ import { describeRoute, openAPIRouteHandler, resolver, validator } from "hono-op
 import { toJsonSchema } from "@valibot/to-json-schema";
 import type * as v from "valibot";
 import type { AssetSource } from "../shared/retrieval/assets.ts";
-import { EngineInputError, type Hit, type ImageQuery, type RetrievalEngine, type TextQuery } from "../shared/retrieval/engine.ts";
+import { EngineInputError, EngineUnsupportedError, type Hit, type ImageQuery, type RetrievalEngine, type TextQuery } from "../shared/retrieval/engine.ts";
 import { evalCells, maxEvalImages, scoreCells, searchCaptionsCells, searchImagesCells, textTokensBound } from "../shared/retrieval/cost.ts";
 import { admission } from "./admission.ts";
 import { BROWSER_FILES } from "./browser/files.ts";
@@ -282,6 +282,7 @@ async function engineCall<T>(call: () => Promise<T>): Promise<T> {
     return await call();
   } catch (error) {
     if (error instanceof EngineInputError) throw badRequest(error.message);
+    if (error instanceof EngineUnsupportedError) throw new HTTPException(501, { message: error.message });
     throw error;
   }
 }

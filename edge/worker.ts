@@ -7,7 +7,8 @@
  *
  * Jieba (NoW models trained on its ids) is left out of this entry: its module adds 2.7 MB gzipped,
  * which would put the Worker over the free plan's 3 MB. edge/worker-jieba.ts is this Worker with
- * it; a jieba model served here answers text queries with an error that names that entry.
+ * it; a jieba model served here answers text queries with a 501 that names that entry (token ids
+ * still work).
  *
  * The browser page (/app) cannot be bundled here (no Bun.build in a Worker): `bun run
  * build:browser` writes its files into the assets directory under app/ before a deploy, and the
@@ -23,6 +24,7 @@ import type { EngineLoader } from "../shared/retrieval/engine.ts";
 import { loadPc2Engine } from "../shared/retrieval/pc2-engine.ts";
 import { configureJieba, type JiebaSource } from "../shared/text/jieba.ts";
 import { initWasmBackend } from "./tfjs-wasm.ts";
+import { WORKER_WITHOUT_JIEBA } from "./worker-text.ts";
 
 export interface WorkerEnv {
   ASSETS?: AssetsBinding;
@@ -39,7 +41,7 @@ export function modelAssets(env: WorkerEnv): AssetSource {
 
 /** A Worker serving the edge app with the engine that `loader` makes from the model files. */
 export function createWorker(loader: EngineLoader, limits?: EdgeAppOptions["limits"], jieba?: JiebaSource) {
-  configureJieba(jieba ?? { unavailable: "this Worker is built without Jieba (edge/worker.ts); deploy edge/worker-jieba.ts (wrangler.toml's main) to serve a NoW jieba model" });
+  configureJieba(jieba ?? WORKER_WITHOUT_JIEBA);
   let app: Hono | null = null;
   return {
     fetch(request: Request, env: WorkerEnv, ctx: ExecutionContext): Response | Promise<Response> {

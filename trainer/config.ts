@@ -9,6 +9,7 @@ import { SOFT_MARGINS } from "../shared/model/losses";
 import { WARMUP_TYPES } from "../shared/model/steps";
 import { BACKENDS } from "./backend";
 import { DATA_NAMES, NOW_FOLDER_ALIAS, NOW_TOKENIZERS } from "./data/datasets";
+import { tokenizerJsonMismatch } from "./text";
 
 /** `--recovery`, `--select`, `--po_bank_index`: see their help. */
 export const RECOVERIES = ["restore", "off"] as const;
@@ -65,6 +66,7 @@ export const FLAGS = {
   recovery: { type: "string", default: "restore", help: "When a net collapses (its validation similarities nearly constant): restore it from the last checkpoint and divide its learning rate by 10 (restore), or carry on as the official code does (off). Collapses and degenerate splits are reported either way.", choices: RECOVERIES, group: "beyond" },
   select: { type: "string", default: "official", help: "Model selection: official (best validation among co-training epochs, reset when pseudo-captioning starts) or all (best over the post-warmup model and every epoch).", choices: SELECTIONS, group: "beyond" },
   po_bank_index: { type: "string", default: "dataset", help: "Where the unlabeled step stores PO outputs: under the captions' dataset ids (dataset) or, as the official code, at their positions inside the labeled/unlabeled subsets (subset).", choices: PO_BANK_INDEXES, group: "beyond" },
+  tokenizer_json: { type: "string", default: "", help: "NoW bpe or bert: the Hugging Face tokenizer.json that made the captions' ids, checked at start and packaged by the export at the end so that the model takes text (bpe without it: token ids only; bert without it: WordPiece over the NoW vocabulary).", group: "beyond" },
   gpu: { type: "int", default: null, help: "GPU id (with tfjs-node-gpu, TensorFlow uses the GPUs CUDA_VISIBLE_DEVICES exposes; set that instead).", group: "run" },
   seed: { type: "int", default: 0, help: "Random seed.", group: "run" },
   output_dir: { type: "string", default: "output/<time>", help: "Output dir (default output/<YYYY_MM_DD_HH_MM_SS>).", group: "run" },
@@ -219,6 +221,8 @@ function validate(c: Record<string, unknown>) {
   if (!((c.p_threshold as number) >= 0 && (c.p_threshold as number) <= 1)) throw new CliError(`--p_threshold must be in [0, 1], got ${c.p_threshold}`);
   if ((c.grad_clip as number) < 0) throw new CliError(`--grad_clip must be >= 0, got ${c.grad_clip}`);
   if (c.resume && !c.model_path) throw new CliError("--resume needs --model_path <checkpoint>");
+  const mismatch = c.tokenizer_json ? tokenizerJsonMismatch(c.data_name as string, c.tokenizer as string) : null;
+  if (mismatch) throw new CliError(`--tokenizer_json: ${mismatch}`);
 }
 
 /** `--help`: every flag with its default, grouped. */

@@ -107,7 +107,8 @@ export async function exportRun(run: Run, data: Data, outputDir: string, log: (l
   }
   try {
     const { vocab } = loadVocabulary({ vocabPath: run.config.vocab_path, dataName: run.config.data_name, tokenizer: run.config.tokenizer });
-    const text = packagedText({ dataName: data.dataName, tokenizer: run.config.tokenizer, vocab });
+    // A run from a checkpoint written before --tokenizer_json existed has no such key.
+    const text = packagedText({ dataName: data.dataName, tokenizer: run.config.tokenizer, vocab, tokenizerJson: run.config.tokenizer_json || undefined });
     const r = await exportModel(join(outputDir, OUTPUT_FILES.model), {
       config: run.model,
       nets,

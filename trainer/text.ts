@@ -28,12 +28,18 @@ export const BPE_IDS_ONLY =
   "NoW's BPE vocabulary (now100k_precomp_vocab_bpe.json) lists the pieces but not the merges that make them, so text cannot be split as the dataset was: " +
   "this model takes token ids only (send `tokens`); export it with --tokenizer_json <the BPE tokenizer.json> to take text";
 
+/** Why a tokenizer.json cannot stand for the tokenizer of these captions; null when it can (NoW bpe, bert). */
+export function tokenizerJsonMismatch(dataName: string, tokenizer: string): string | null {
+  const now = canonicalDataName(dataName) === "now100k_precomp";
+  if (now && (tokenizer === "bpe" || tokenizer === "bert")) return null;
+  return `a tokenizer.json replaces the tokenizer of NoW's bpe or bert captions only (here: ${now ? `NoW --tokenizer ${tokenizer}` : dataName})`;
+}
+
 /** The text side of an export of a model trained on `dataName` (NoW: with `tokenizer`). */
 export function packagedText(opts: { dataName: string; tokenizer: string; vocab: Vocabulary; tokenizerJson?: string }): PackagedText {
   const now = canonicalDataName(opts.dataName) === "now100k_precomp";
-  if (opts.tokenizerJson && !(now && (opts.tokenizer === "bpe" || opts.tokenizer === "bert"))) {
-    throw new FormatError("--tokenizer_json", `a tokenizer.json replaces the tokenizer of NoW's bpe or bert captions only (here: ${now ? `NoW --tokenizer ${opts.tokenizer}` : opts.dataName})`);
-  }
+  const mismatch = opts.tokenizerJson ? tokenizerJsonMismatch(opts.dataName, opts.tokenizer) : null;
+  if (mismatch) throw new FormatError("--tokenizer_json", mismatch);
   if (!now) return { vocab: opts.vocab, textTokenizer: { spec: NLTK_SPEC, files: {} } };
   const base = { vocab: opts.vocab, tokenizer: opts.tokenizer };
   if (opts.tokenizerJson) {
@@ -54,7 +60,7 @@ export function packagedText(opts: { dataName: string; tokenizer: string; vocab:
 }
 
 /** Reads and checks a user's tokenizer.json: it must be one @huggingface/tokenizers loads. */
-function readTokenizerJson(path: string): Uint8Array {
+export function readTokenizerJson(path: string): Uint8Array {
   let bytes: Uint8Array;
   try {
     bytes = readFileSync(path);

@@ -1,7 +1,7 @@
 /**
  * Builds the browser page's files (edge/browser/files.ts): main.ts bundled for the browser by
  * Bun.build (tfjs-core, its WebGPU and wasm backends and the engine in one minified module; no
- * CDN), index.html, tfjs-backend-wasm's binaries and native/bmm.wasm.
+ * CDN), index.html, tfjs-backend-wasm's binaries, native/bmm.wasm and jieba-rs's module.
  *
  * `bun run edge` builds them in memory at start (about a second) and hands them to the app.
  * Workers cannot run Bun.build, so a deployment builds them first into its static assets:
@@ -11,7 +11,7 @@
  * and the Worker serves them from its ASSETS binding under BROWSER_ASSETS_PREFIX.
  */
 import { mkdir, writeFile } from "node:fs/promises";
-import { join, resolve } from "node:path";
+import { dirname, join, resolve } from "node:path";
 import { CliError, parseFlags, runCli } from "../../shared/cli.ts";
 import { BROWSER_FILES } from "./files.ts";
 
@@ -39,12 +39,15 @@ export async function buildBrowserFiles(): Promise<Map<string, Uint8Array>> {
   const script = result.outputs.find((o) => o.kind === "entry-point");
   if (!script) throw new Error("bundling edge/browser/main.ts gave no entry point");
   const wasmDir = resolve(Bun.resolveSync("@tensorflow/tfjs-backend-wasm/package.json", HERE), "../dist");
+  // jieba-wasm's package exports do not list its .wasm: it lies beside the web glue.
+  const jiebaDir = dirname(Bun.resolveSync("jieba-wasm/web", HERE));
   return new Map([
     [BROWSER_FILES.page, await fileBytes(join(HERE, "index.html"))],
     [BROWSER_FILES.script, new Uint8Array(await script.arrayBuffer())],
     [BROWSER_FILES.wasmPlain, await fileBytes(join(wasmDir, BROWSER_FILES.wasmPlain))],
     [BROWSER_FILES.wasmSimd, await fileBytes(join(wasmDir, BROWSER_FILES.wasmSimd))],
     [BROWSER_FILES.bmm, await fileBytes(join(HERE, "../../native/bmm.wasm"))],
+    [BROWSER_FILES.jieba, await fileBytes(join(jiebaDir, BROWSER_FILES.jieba))],
   ]);
 }
 

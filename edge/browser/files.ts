@@ -13,6 +13,11 @@ export const BROWSER_FILES = {
   wasmPlain: WASM_BINARIES.plain,
   wasmSimd: WASM_BINARIES.simd,
   bmm: "bmm.wasm",
+  /**
+   * jieba-rs (shared/text/jieba.ts), fetched on the first text query of a NoW jieba model only: 4 MB
+   * that a model of another tokenizer never downloads.
+   */
+  jieba: "jieba_rs_wasm_bg.wasm",
 } as const;
 
 export const BROWSER_FILE_NAMES: readonly string[] = Object.values(BROWSER_FILES);

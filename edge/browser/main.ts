@@ -8,6 +8,9 @@
  * and falls back to WebAssembly (edge/tfjs-wasm.ts, the binaries served beside this script);
  * `?backend=webgpu` or `?backend=wasm` asks for one and fails rather than fall back.
  *
+ * Text goes through the model's own tokenizer; for a NoW jieba model that is jieba-rs, whose
+ * module (served beside this script) is fetched on the first text query, not at load.
+ *
  * The engine computes on the main thread: the page paints its status before each long step (on
  * wasm nothing else is drawn until the step ends; on WebGPU the page stays live between readbacks).
  */
@@ -17,6 +20,7 @@ import * as tf from "../../shared/model/tf";
 import { fetchAssets } from "../../shared/retrieval/assets";
 import { EngineInputError, type EvalResult, type Hit } from "../../shared/retrieval/engine";
 import { Pc2Engine, loadPackage } from "../../shared/retrieval/pc2-engine";
+import { configureJieba } from "../../shared/text/jieba";
 import { DEFAULT_EDGE_LIMITS, requestSchemas } from "../schemas";
 import { initWasmBackend } from "../tfjs-wasm";
 import { wasmSimdSupported } from "../wasm-binaries";
@@ -54,8 +58,11 @@ async function tryWebGpu(): Promise<{ detail: string } | { unavailable: string }
   return { detail: info ? `adapter: ${info}` : "" };
 }
 
+/** A file of the page (BROWSER_FILES), served under /app/. */
+const pageFile = (name: string) => new URL(`app/${name}`, location.href);
+
 async function fetchBytes(name: string): Promise<Uint8Array> {
-  const url = new URL(`app/${name}`, location.href);
+  const url = pageFile(name);
   const response = await fetch(url);
   if (!response.ok) throw new Error(`${url.pathname}: HTTP ${response.status}`);
   return new Uint8Array(await response.arrayBuffer());
@@ -151,6 +158,7 @@ function firstIssue(issues: readonly v.BaseIssue<unknown>[]): string {
 // --- the page ------------------------------------------------------------------------------
 
 async function main(): Promise<void> {
+  configureJieba({ url: pageFile(BROWSER_FILES.jieba) });
   const choice = v.safeParse(BackendChoiceSchema, new URLSearchParams(location.search).get("backend") ?? "auto");
   if (!choice.success) throw new Error(`?backend must be one of ${BACKEND_CHOICES.join(", ")}`);
   const backend = await timed("backend", () => startBackend(choice.output));

@@ -97,3 +97,12 @@ export type EngineLoader = (assets: AssetSource) => Promise<RetrievalEngine>;
 export class EngineInputError extends Error {
   override name = "EngineInputError";
 }
+
+/**
+ * Thrown for a valid request that this build of the engine cannot serve (a Worker built without
+ * the Jieba module given Chinese text); the edge answers 501 with this message, which says what
+ * would serve it.
+ */
+export class EngineUnsupportedError extends Error {
+  override name = "EngineUnsupportedError";
+}

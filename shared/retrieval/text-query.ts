@@ -6,8 +6,9 @@
  */
 import { Vocabulary } from "../formats/vocab";
 import type { ModelPackage } from "../model/package";
+import { JiebaUnavailableError } from "../text/jieba";
 import { type TextInfo, type TextTokenizer, type TextTokenizerOptions, createTextTokenizer, idsOnlyReason, tokenizerOf } from "../text/text-tokenizer";
-import { EngineInputError } from "./engine.ts";
+import { EngineInputError, EngineUnsupportedError } from "./engine.ts";
 
 export class QueryText {
   private readonly vocab: Vocabulary | null;
@@ -43,6 +44,7 @@ export class QueryText {
     if (!this.vocab || !spec) throw new EngineInputError(`text: ${idsOnlyReason(this.pkg.json.text)}`);
     this.tokenizer ??= createTextTokenizer(spec, async (name) => this.pkg.textFiles.get(name)!, this.options).catch((e: unknown) => {
       this.tokenizer = null;
+      if (e instanceof JiebaUnavailableError) throw new EngineUnsupportedError(`text: ${e.message}; token ids (\`tokens\`) still work here`);
       throw e;
     });
     return (await this.tokenizer).tokenize(text);

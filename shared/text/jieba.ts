@@ -10,8 +10,9 @@
  * `finalseg.re_skip` has `\.`; "气温18-24℃" gives jieba-rs "18-24" and Python "18", "-", "24".
  * `fixSkipSplits` re-splits such runs with Python's pattern.
  *
- * Runtime-free: the module comes from the caller (a Workers CompiledWasm import, a page's fetch),
- * or, without one, from jieba-wasm's own loader (a fetch of the file beside its glue: Bun, Node).
+ * Runtime-free: the module comes from the caller (a Workers CompiledWasm import, a URL the page
+ * fetches on the first text query), or, without one, from jieba-wasm's own loader (a fetch of the
+ * file beside its glue: Bun, Node).
  */
 import init, { cut, initSync } from "jieba-wasm/web";
 
@@ -23,12 +24,19 @@ export interface JiebaSegmenter {
   cut(text: string): string[];
 }
 
-/** A precompiled module, or its bytes; neither: jieba-wasm fetches its file (Bun, Node). */
+/** A precompiled module, its bytes, or its URL; none: jieba-wasm fetches its file (Bun, Node). */
 export interface JiebaSource {
   module?: WebAssembly.Module;
   bytes?: Uint8Array;
+  /** Fetched (and compiled as it streams) when the segmenter is first loaded: the browser page. */
+  url?: string | URL;
   /** Set where the runtime has no module to give (a Worker built without it): why. */
   unavailable?: string;
+}
+
+/** Jieba was asked for where the runtime has none: a request it cannot serve, not a bug. */
+export class JiebaUnavailableError extends Error {
+  override name = "JiebaUnavailableError";
 }
 
 let ready: Promise<JiebaSegmenter> | null = null;
@@ -48,11 +56,12 @@ export function configureJieba(source: JiebaSource): void {
  * dictionary is unpacked on the first cut, not here.
  */
 export function loadJieba(source: JiebaSource = configured): Promise<JiebaSegmenter> {
+  // Before the cache: a source without Jieba has none, whatever another caller loaded.
+  if (source.unavailable) return Promise.reject(new JiebaUnavailableError(`Jieba is not available: ${source.unavailable}`));
   ready ??= (async () => {
-    if (source.unavailable) throw new Error(`Jieba is not available: ${source.unavailable}`);
     if (source.module) memory = initSync({ module: source.module }).memory;
     else if (source.bytes) memory = initSync({ module: new WebAssembly.Module(source.bytes as Uint8Array<ArrayBuffer>) }).memory;
-    else memory = (await init()).memory;
+    else memory = (await init(source.url === undefined ? undefined : { module_or_path: source.url })).memory;
     return { cut: (text: string) => fixSkipSplits(cut(text, true)) };
   })().catch((error: unknown) => {
     ready = null;

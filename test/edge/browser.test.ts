@@ -10,14 +10,19 @@
  * WebGPU runs on SwiftShader (a CPU implementation), where the evaluation is slow: it is checked on
  * the first WEBGPU_EVAL_IMAGES images; the wasm page evaluates the whole gallery. Chromium is
  * Debian's (apt-get install -y chromium); without it this file fails, it does not skip.
+ *
+ * A second server holds the tiny NoW model of now-text.test.ts (Chinese captions, Jieba ids): the
+ * page segments a Chinese query with jieba-rs, whose module it fetches from /app/ for that query
+ * only, and must rank as the server does.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Browser, Page } from "playwright-core";
+import { BROWSER_FILES } from "../../edge/browser/files.ts";
 import type { EvalResult, Hit } from "../../shared/retrieval/engine.ts";
-import { type EdgeServer, type PageRecall, evaluateInPage, exportTestModel, launchChromium, openApp, postJson, requireChromium, searchInPage, startEdge } from "./browser/harness.ts";
+import { type EdgeServer, type PageRecall, evaluateInPage, exportNowJiebaModel, exportTestModel, launchChromium, openApp, postJson, requireChromium, searchInPage, startEdge } from "./browser/harness.ts";
 
 const SCORE_TOLERANCE = 1e-4;
 const WEBGPU_EVAL_IMAGES = 10;
@@ -30,6 +35,8 @@ const QUERIES = [
 // started, the server among them, and every later test fails for that.
 const SETUP_MS = 120_000;
 const EVAL_MS = 400_000;
+/** Training the tiny NoW model takes about 20 s on two idle cores. */
+const NOW_SETUP_MS = 300_000;
 
 let dir = "";
 let server: EdgeServer;
@@ -150,5 +157,44 @@ describe("a browser without a WebGPU adapter", () => {
     expect(opened.state).toBe("error");
     expect(opened.status).toContain("WebGPU was asked for");
     expect(opened.backend).toBeNull();
+  }, SETUP_MS);
+});
+
+describe("a NoW model trained on Jieba ids: Chinese text in the page", () => {
+  let now: EdgeServer;
+  let captions: string[] = [];
+  let page: Page;
+  let errors: string[];
+  const requested: string[] = [];
+  const jiebaPath = `/app/${BROWSER_FILES.jieba}`;
+
+  beforeAll(async () => {
+    let modelDir: string;
+    ({ modelDir, captions } = await exportNowJiebaModel(dir));
+    now = await startEdge(modelDir);
+    ({ page, errors } = await newPage(false));
+    page.on("request", (r) => requested.push(new URL(r.url()).pathname));
+  }, NOW_SETUP_MS);
+
+  afterAll(async () => {
+    await now?.stop();
+  }, SETUP_MS);
+
+  test("loads without Jieba's module", async () => {
+    expect(await openApp(page, now.url, "?backend=wasm")).toMatchObject({ state: "ready", backend: "wasm" });
+    expect(requested).toContain("/app/main.js");
+    expect(requested).not.toContain(jiebaPath);
+  }, SETUP_MS);
+
+  test("a typed Chinese query: the server's images in the server's order; the module fetched once", async () => {
+    for (const text of [captions[2]!, captions[4]!]) {
+      const q = { text, k: captions.length };
+      const fromServer = await postJson<{ results: Hit[] }>(now.url, "/v1/search/images", q);
+      const fromPage = await searchInPage(page, q.text, q.k);
+      expect(await page.textContent("#status")).toContain(`images for “${text}”`);
+      expectSameHits(fromPage, fromServer.results, `jieba: ${text}`);
+    }
+    expect(requested.filter((p) => p === jiebaPath)).toEqual([jiebaPath]);
+    expect(errors).toEqual([]);
   }, SETUP_MS);
 });

@@ -5,21 +5,21 @@
  * `test_caps_jieba.txt`. The same nets exported for NoW's bpe captions take ids only, or text
  * through a user's tokenizer.json.
  */
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { afterAll, beforeAll, describe, expect, spyOn, test } from "bun:test";
+import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { Hono } from "hono";
 import { createApp } from "../../edge/app.ts";
+import { WORKER_WITHOUT_JIEBA } from "../../edge/worker-text.ts";
 import { Vocabulary } from "../../shared/formats/vocab";
 import { Pc2Engine } from "../../shared/retrieval/pc2-engine";
-import { loadJieba } from "../../shared/text/jieba";
-import { initBackend } from "../../trainer/backend";
-import { parseTrainArgs } from "../../trainer/config";
 import { main as exportMain } from "../../trainer/cli/export";
-import { generateNowSynthetic, type NowSyntheticDataset } from "../../trainer/data/now-synthetic";
+import { main as trainMain } from "../../trainer/cli/train";
+import { OUTPUT_FILES } from "../../trainer/train";
+import type { NowSyntheticDataset } from "../../trainer/data/now-synthetic";
 import { readModelDir } from "../../trainer/models";
-import { OUTPUT_FILES, train } from "../../trainer/train";
-import { recordingHooks, tempDir, TINY_FLAGS } from "../trainer/train-fixtures";
+import { tempDir, TINY_FLAGS } from "../trainer/train-fixtures";
+import { exportQuietly, trainNowJieba } from "./now-model.ts";
 
 const tmp = tempDir("pc2-now-text-");
 let ds: NowSyntheticDataset;
@@ -27,14 +27,7 @@ let checkpoint = "";
 
 async function exported(name: string, extra: string[] = []): Promise<{ engine: Pc2Engine; app: Hono; out: string }> {
   const out = join(tmp.dir, name);
-  const log = console.log;
-  console.log = () => {};
-  try {
-    const code = await exportMain(["--model_path", checkpoint, "--out", out, "--gallery", "test", "--backend", "wasm", ...extra]);
-    expect(code).toBe(0);
-  } finally {
-    console.log = log;
-  }
+  expect(await exportQuietly(checkpoint, out, extra)).toBe(0);
   const engine = new Pc2Engine(await readModelDir(out));
   return { engine, app: createApp({ engine }), out };
 }
@@ -45,12 +38,7 @@ async function post(app: Hono, path: string, body: unknown): Promise<{ status: n
 }
 
 beforeAll(async () => {
-  await initBackend("wasm");
-  ds = generateNowSynthetic(tmp.dir, await loadJieba(), { trainImages: 24, devImages: 6, testImages: 6, imgDim: 8, classes: 6 });
-  const out = join(tmp.dir, "run");
-  const flags: Record<string, string> = { ...TINY_FLAGS, data_path: ds.dataPath, data_name: ds.dataName, vocab_path: ds.vocabPath, tokenizer: "jieba", img_dim: String(ds.imgDim), output_dir: out, noise_ratio: "0" };
-  await train(parseTrainArgs(Object.entries(flags).flatMap(([k, v]) => [`--${k}`, v])), recordingHooks());
-  checkpoint = join(out, OUTPUT_FILES.latest);
+  ({ ds, checkpoint } = await trainNowJieba(tmp.dir));
 }, 300_000);
 
 afterAll(() => tmp.cleanup());
@@ -58,9 +46,10 @@ afterAll(() => tmp.cleanup());
 describe("a NoW model trained on Jieba ids answers Chinese text", () => {
   let engine: Pc2Engine;
   let app: Hono;
+  let out = "";
 
   beforeAll(async () => {
-    ({ engine, app } = await exported("model-jieba"));
+    ({ engine, app, out } = await exported("model-jieba"));
   }, 120_000);
 
   test("the package names Jieba and its vocabulary, with their SHA-256", () => {
@@ -104,6 +93,18 @@ describe("a NoW model trained on Jieba ids answers Chinese text", () => {
     const doc = (await (await app.request("/openapi.json")).json()) as any;
     const schema = doc.paths["/v1/search/images"].post.requestBody.content["application/json"].schema;
     expect(JSON.stringify(schema)).toContain("jieba.lcut (--tokenizer jieba)");
+  });
+
+  test("served by edge/worker.ts (no Jieba): text is a 501 naming edge/worker-jieba.ts, token ids still rank", async () => {
+    const worker = createApp({ engine: new Pc2Engine(await readModelDir(out), { jieba: WORKER_WITHOUT_JIEBA }) });
+    const caption = ds.captions.test[2];
+    const byText = await post(worker, "/v1/search/images", { text: caption, k: 6 });
+    expect(byText.status).toBe(501);
+    expect(byText.body.error.message).toBe(`text: Jieba is not available: ${WORKER_WITHOUT_JIEBA.unavailable}; token ids (\`tokens\`) still work here`);
+    expect(byText.body.error.message).toContain("edge/worker-jieba.ts");
+    const tokens = Array.from(await engine.tokens({ text: caption }));
+    const byIds = await post(worker, "/v1/search/images", { tokens, k: 6 });
+    expect(byIds).toEqual(await post(app, "/v1/search/images", { text: caption, k: 6 }));
   });
 
   test("text of words the vocabulary lacks is a 400 naming the tokenizer", async () => {
@@ -163,4 +164,46 @@ describe("the same nets exported for NoW's bpe captions", () => {
       console.error = log;
     }
   });
+});
+
+describe("bun run train --tokenizer bpe --tokenizer_json", () => {
+  test("the model the run exports takes text through the tokenizer.json; a later export of its checkpoint too", async () => {
+    // NoW's bpe layout over the Jieba ids: the run only needs files under the bpe names.
+    const data = join(tmp.dir, "bpe-data");
+    mkdirSync(join(data, "now100k_precomp"), { recursive: true });
+    mkdirSync(join(data, "vocab"), { recursive: true });
+    for (const split of ["train", "dev", "test"]) {
+      for (const f of [`${split}_ims.npy`, `${split}_caps_jieba.txt`]) copyFileSync(join(ds.dataPath, "now100k_precomp", f), join(data, "now100k_precomp", f.replace("jieba", "bpe")));
+    }
+    // The Jieba vocabulary with two of the fixture BPE's pieces appended (ids of the captions unchanged).
+    const vocab = structuredClone(ds.vocab.toJSON());
+    for (const piece of ["支付宝", "扫码"]) {
+      vocab.word2idx[piece] = vocab.idx;
+      vocab.idx2word[String(vocab.idx++)] = piece;
+    }
+    writeFileSync(join(data, "vocab/now100k_precomp_vocab_bpe.json"), JSON.stringify(vocab));
+    const file = join(import.meta.dir, "fixtures/bpe-tokenizer.json");
+    const sha = new Bun.CryptoHasher("sha256").update(readFileSync(file)).digest("hex");
+    const run = join(tmp.dir, "bpe-run");
+    const flags = { ...TINY_FLAGS, data_path: data, data_name: ds.dataName, vocab_path: join(data, "vocab"), tokenizer: "bpe", img_dim: String(ds.imgDim), noise_ratio: "0", output_dir: run, backend: "wasm", eval_workers: "1", tokenizer_json: file };
+    const log = spyOn(console, "log").mockImplementation(() => {});
+    try {
+      expect(await trainMain(Object.entries(flags).flatMap(([k, v]) => [`--${k}`, v]))).toBe(0);
+    } finally {
+      log.mockRestore();
+    }
+    const expectBpeText = async (dir: string) => {
+      const engine = new Pc2Engine(await readModelDir(dir));
+      expect(engine.pkg.json.text).toMatchObject({ kind: "words", dataset: "bpe", tokenizer: { kind: "tokenizer.json", files: ["tokenizer.json"] } });
+      expect(engine.pkg.json.files["tokenizer.json"].sha256).toBe(sha);
+      const v = new Vocabulary(vocab, "vocab");
+      // BPE: 支付宝 扫码 付 款; the last two are not in the vocabulary.
+      expect(Array.from(await engine.tokens({ text: "支付宝扫码付款" }))).toEqual([v.start, v.id("支付宝"), v.id("扫码"), v.unk, v.unk, v.end]);
+      expect(v.id("扫码")).toBe(ds.vocab.idx + 1);
+    };
+    await expectBpeText(join(run, OUTPUT_FILES.model));
+    const again = join(tmp.dir, "bpe-reexport");
+    expect(await exportQuietly(join(run, OUTPUT_FILES.latest), again)).toBe(0);
+    await expectBpeText(again);
+  }, 300_000);
 });

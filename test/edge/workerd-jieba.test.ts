@@ -39,11 +39,12 @@ describe("jieba.lcut in workerd", () => {
     ["the 40 reference captions", resolve(REFERENCE_DIR, "tokenize/jieba.json")],
     ["digit ranges in out-of-dictionary runs", resolve(import.meta.dir, "../shared/text/fixtures/jieba-hmm-digits.json")],
   ] as const) {
+    // The first cut instantiates the 4 MB module inside the isolate: seconds on a loaded machine.
     test(name, async () => {
       const fixture = JSON.parse(await readFile(file, "utf8")) as Fixture;
       const r = await cut(fixture.cases.map((c) => c.text));
       expect(r.tokens.map((t, i) => [fixture.cases[i]!.text, t])).toEqual(fixture.cases.map((c) => [c.text, c.tokens]));
       console.log(`workerd jieba: WebAssembly memory ${(r.memoryBefore / 1e6).toFixed(1)} MB before, ${(r.memoryAfter / 1e6).toFixed(1)} MB after cutting ${fixture.cases.length} texts`);
-    });
+    }, STARTUP_MS);
   }
 });

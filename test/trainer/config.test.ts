@@ -1,6 +1,7 @@
 import { afterEach, describe, expect, spyOn, test } from "bun:test";
-import { readFileSync } from "node:fs";
-import { resolve } from "node:path";
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
 import { main } from "../../trainer/cli/train";
 import { CliError, FLAGS, type FlagName, SYNTHETIC_PRESET, type TrainConfig, parseTrainArgs, trainHelp } from "../../trainer/config";
 import { REFERENCE_DIR } from "../support";
@@ -94,7 +95,7 @@ describe("parseTrainArgs: the official command lines", () => {
   test("the flag table holds exactly run.py's flags, plus --backend, --eval_workers and the group beyond the official code", () => {
     const names = Object.keys(FLAGS).map((n) => n.replace(/-/g, "_"));
     const beyond = Object.entries(FLAGS).filter(([, f]) => f.group === "beyond").map(([n]) => n);
-    expect(beyond.sort()).toEqual(["po_bank_index", "recovery", "select"]);
+    expect(beyond.sort()).toEqual(["po_bank_index", "recovery", "select", "tokenizer_json"]);
     expect(names.sort()).toEqual([...Object.keys(OFFICIAL_DEFAULTS), "output_dir", "backend", "eval_workers", ...beyond].sort());
   });
 
@@ -269,6 +270,8 @@ describe("parseTrainArgs: mistakes", () => {
     ["p_threshold 1.5", ["--data_path", "d", "--p_threshold", "1.5"], [/--p_threshold/, /\[0, 1\]/]],
     ["batch_size 0", ["--data_path", "d", "--batch_size", "0"], [/--batch_size/, /positive/]],
     ["resume without model_path", ["--data_path", "d", "--resume"], [/--resume/, /--model_path/]],
+    ["tokenizer_json for jieba captions", ["--data_name", "now100k_precomp", "--tokenizer", "jieba", "--tokenizer_json", "t.json"], [/--tokenizer_json/, /NoW's bpe or bert captions only/, /NoW --tokenizer jieba/]],
+    ["tokenizer_json outside NoW", ["--data_path", "d", "--tokenizer_json", "t.json"], [/--tokenizer_json/, /here: f30k_precomp/]],
     ["a value missing at the end", ["--data_path", "d", "--batch_size"], [/--batch_size/, /value/]],
     ["a positional argument", ["--data_path", "d", "extra"], [/extra/]],
   ];
@@ -331,6 +334,29 @@ describe("--help", () => {
       expect(await main(["--bogus"])).toBe(2);
       expect(err.join("\n")).toContain("unknown flag --bogus");
       expect(out).toEqual([]);
+    });
+
+    test("--tokenizer_json that cannot be read or is no tokenizer.json exits 1 naming the file, before any training", async () => {
+      const { out, err } = capture();
+      const dir = mkdtempSync(join(tmpdir(), "pc2-config-"));
+      try {
+        const now = ["--data_name", "now100k_precomp", "--data_path", dir, "--vocab_path", dir, "--tokenizer", "bpe", "--output_dir", join(dir, "run"), "--backend", "wasm"];
+        const missing = join(dir, "missing.json");
+        expect(await main([...now, "--tokenizer_json", missing])).toBe(1);
+        expect(err.at(-1)).toMatch(new RegExp(`^error: ${missing}: --tokenizer_json: cannot read`));
+        const notJson = join(dir, "not.json");
+        writeFileSync(notJson, "{ model:");
+        expect(await main([...now, "--tokenizer_json", notJson])).toBe(1);
+        expect(err.at(-1)).toContain(`${notJson}: --tokenizer_json: not valid JSON`);
+        const notTokenizer = join(dir, "other.json");
+        writeFileSync(notTokenizer, JSON.stringify({ model: { type: "Unigram" } }));
+        expect(await main([...now, "--tokenizer_json", notTokenizer])).toBe(1);
+        expect(err.at(-1)).toContain(`${notTokenizer}: --tokenizer_json:`);
+        expect(out).toEqual([]);
+        expect(existsSync(join(dir, "run"))).toBe(false);
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+      }
     });
   });
 });

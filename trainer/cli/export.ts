@@ -29,7 +29,8 @@ export const EXPORT_HELP = `Usage: bun run export --model_path <path> --out <dir
                         run, else the embedded synthetic dataset)
   --tokenizer_json <f>  NoW bpe or bert: the Hugging Face tokenizer.json that made the captions'
                         ids, packaged so that the model takes text (bpe without it: token ids only;
-                        bert without it: WordPiece over the NoW vocabulary; jieba needs none)
+                        bert without it: WordPiece over the NoW vocabulary; jieba needs none);
+                        default: the training run's, when the data come from the run
   --backend <name>      ${BACKENDS.join(" | ")} (default auto)`;
 
 export function main(argv: string[]): Promise<number> {
@@ -74,7 +75,9 @@ async function exportCommand(argv: string[]): Promise<number> {
     }
     const { vocab, vocabSize } = loadVocabulary({ vocabPath: data.vocab_path, dataName: data.data_name, tokenizer: data.tokenizer });
     if (vocabSize !== model.config.vocab_size) throw new FormatError(String(values.model_path), `the model's vocabulary has ${model.config.vocab_size} words, ${data.vocab_path} has ${vocabSize}`);
-    const text = packagedText({ dataName: data.data_name, tokenizer: data.tokenizer, vocab, tokenizerJson: values.tokenizer_json === undefined ? undefined : String(values.tokenizer_json) });
+    // The run's --tokenizer_json goes with the run's data, as the other data flags do.
+    const tokenizerJson = values.tokenizer_json ?? (explicit ? undefined : run.tokenizer_json);
+    const text = packagedText({ dataName: data.data_name, tokenizer: data.tokenizer, vocab, tokenizerJson: tokenizerJson ? String(tokenizerJson) : undefined });
     const gallery = values.gallery
       ? loadSplit({ dataPath: data.data_path, dataName: data.data_name, split: values.gallery as Split, vocab, vocabSize, tokenizer: data.tokenizer, imgDim: model.config.img_dim })
       : null;

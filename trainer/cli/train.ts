@@ -12,6 +12,7 @@ import { parseMetricsJsonl } from "../report";
 import { renderReport } from "../report";
 import { OUTPUT_FILES, type Data, type Run, TrainingFault, TrainingInterrupted, train } from "../train";
 import { exportRun } from "../export";
+import { readTokenizerJson } from "../text";
 import { installStopSignals } from "../stop";
 import { OutputWriteError, writeFileAtomic } from "../files";
 import { readFileSync, existsSync } from "node:fs";
@@ -42,6 +43,18 @@ export async function main(argv: string[]): Promise<number> {
       return 2;
     }
     throw e;
+  }
+  if (config.tokenizer_json) {
+    // Checked now, not when the export at the end would find it unreadable.
+    try {
+      readTokenizerJson(config.tokenizer_json);
+    } catch (e) {
+      if (e instanceof FormatError) {
+        console.error(`error: ${e.message}`);
+        return 1;
+      }
+      throw e;
+    }
   }
   const log = (s: string) => console.log(s);
   let backend;

@@ -26,13 +26,27 @@ export function requireChromium(): void {
   }
 }
 
-/** Writes the test model (export-model.ts, in its own process) to `<dir>/model`. */
-export async function exportTestModel(dir: string, split: "test" | "train" = "test"): Promise<string> {
-  const modelDir = join(dir, "model");
-  const proc = Bun.spawn([process.execPath, join(import.meta.dir, "export-model.ts"), modelDir, split], { cwd: REPO, stdout: "pipe", stderr: "pipe", stdin: "ignore" });
+/** Runs export-model.ts (in its own process) with `args`; its stdout. */
+async function runExportModel(args: string[]): Promise<string> {
+  const proc = Bun.spawn([process.execPath, join(import.meta.dir, "export-model.ts"), ...args], { cwd: REPO, stdout: "pipe", stderr: "pipe", stdin: "ignore" });
   const [out, err, code] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]);
   if (code !== 0) throw new Error(`export-model.ts exited ${code}:\n${out}\n${err}`);
+  return out;
+}
+
+/** Writes the test model (export-model.ts) to `<dir>/model`, with the embedded test split (or train split) as gallery. */
+export async function exportTestModel(dir: string, split: "test" | "train" = "test"): Promise<string> {
+  const modelDir = join(dir, "model");
+  await runExportModel([modelDir, split]);
   return modelDir;
+}
+
+/** Trains and writes the tiny NoW jieba model (export-model.ts now-jieba) to `<dir>/now-jieba`; its test captions. */
+export async function exportNowJiebaModel(dir: string): Promise<{ modelDir: string; captions: string[] }> {
+  const modelDir = join(dir, "now-jieba");
+  const out = await runExportModel([modelDir, "now-jieba"]);
+  const { captions } = JSON.parse(out.trim().split("\n").at(-1)!) as { captions: string[] };
+  return { modelDir, captions };
 }
 
 export interface EdgeServer {
