@@ -18,18 +18,18 @@ import { formatRecall } from "../shared/eval/metrics";
 import { klConsistency, minMaxNormalize, splitPrecisionRecall, splitProb } from "../shared/eval/split";
 import { sgrafConfig } from "../shared/model/config";
 import { Adam } from "../shared/model/optim";
-import { NonFiniteLossError, evalLoss, trainStep, unlabeledStep } from "../shared/model/steps";
+import { evalLoss } from "../shared/model/steps";
 import * as tf from "../shared/model/tf";
 import { Random, type RandomState } from "../shared/random";
-import type { PoBank } from "./checkpoint";
 import type { TrainConfig } from "./config";
 import { copyFileAtomic, outputError, removeStaleTemporaries, writeFileAtomic } from "./files";
-import { type TrainBatch, batchCount, batchesInOrder, shuffledBatches, shuffledOrder } from "./data/batches";
+import { batchCount, batchesInOrder, shuffledOrder } from "./data/batches";
 import { EvalPool, poolSize } from "./eval-pool";
 import { type Data, loadData } from "./data/load";
 import { type SplitEvaluation, evaluateSplit, formatMetricLines, whilePausing } from "./evaluate";
 import type { AlarmRecord, MetricsRecord, Net as NetName, Phase } from "./metrics";
 import { yieldToEventLoop } from "./stop";
+import { type OnStep, cotrainSteps, warmupSteps } from "./net-steps";
 import { COTRAIN_PARTS, type NetSplit, type Run, TrainingFault, WARMUP_PARTS, disposeRun, nextEpoch, nextPart, partName, restoreNet, saveRun, startRun } from "./run-state";
 
 export type { Data } from "./data/load";
@@ -286,62 +286,35 @@ function stopSelfAt(phase: RunPhase): void {
   process.kill(process.pid, "SIGSTOP");
 }
 
-function stepOptions(run: Run) {
-  const c = run.config;
-  return { margin: c.margin, lambdaEn: c.lambda_en, gradClip: c.grad_clip, softMargin: c.soft_margin, hardNegative: true, rng: run.modelRng };
-}
-
-function writeBank(bank: PoBank, ids: ArrayLike<number>, probs: Float32Array) {
-  const K = bank.classes;
-  for (let i = 0; i < ids.length; i++) {
-    bank.probs.set(probs.subarray(i * K, (i + 1) * K), ids[i] * K);
-    bank.has[ids[i]] = 1;
-  }
-}
-
-function withContext(e: unknown, where: string, batch: TrainBatch): never {
-  if (e instanceof NonFiniteLossError) {
-    const ids = Array.from(batch.ids.slice(0, 16)).join(", ");
-    throw new TrainingFault(`${where}: loss term ${e.term} is ${e.value} (sample ids ${ids}${batch.size > 16 ? ", …" : ""}); training stopped, the last good checkpoint is intact`);
-  }
-  throw e;
-}
-
 /** After a training step: count it, show progress, log every `log_step` steps, answer a stop request. */
-async function afterStep(ctx: PartContext, phase: Phase, which: NetName, i: number, total: number, meter: RunningMeans): Promise<void> {
+function stepLogger(ctx: PartContext, phase: Phase, which: NetName): OnStep {
+  return async (i, total, values) => {
+    const { run } = ctx;
+    run.cursor.step++;
+    ctx.hooks.progress.tick(run.cursor.step, values);
+    logStep(ctx, phase, which, i, total, values);
+    await ctx.pause();
+    return false;
+  };
+}
+
+/** The step record of `metrics.jsonl`, every `log_step` steps and at the part's last. */
+function logStep(ctx: PartContext, phase: Phase, which: NetName, i: number, total: number, values: Record<string, number>): void {
   const { run } = ctx;
-  run.cursor.step++;
-  ctx.hooks.progress.tick(run.cursor.step, meter.values());
-  if (i % run.config.log_step === 0 || run.cursor.step === total) {
-    ctx.metrics({ type: "step", phase, net: which, epoch: run.cursor.epoch, step: i, steps: total, lr: run.nets[which].optimizer.lr, time: Date.now() / 1000, ...meter.values() });
+  if (i % run.config.log_step === 0 || i + 1 === total) {
+    ctx.metrics({ type: "step", phase, net: which, epoch: run.cursor.epoch, step: i, steps: total, lr: run.nets[which].optimizer.lr, time: Date.now() / 1000, ...values });
   }
-  await ctx.pause();
 }
 
 /** Official `warmup`: one epoch of one net over all (noisy) pairs, storing PO in the bank. */
 async function warmupPart(ctx: PartContext, which: "A" | "B"): Promise<RandomState> {
   const { run, data, hooks } = ctx;
   ctx.phase = "warmup";
-  const net = run.nets[which];
   const c = run.config;
   const rng = Random.fromState(run.cursor.dataRng);
-  const total = batchCount(data.train.length, c.batch_size);
-  const meter = new RunningMeans();
-  hooks.progress.start(`warmup ${which} [${run.cursor.epoch + 1}/${c.warmup_epoch}]`, total);
-  let i = -1;
-  for (const batch of shuffledBatches(data.pairs, rng, { batchSize: c.batch_size, startBatch: run.cursor.step })) {
-    i = run.cursor.step;
-    if (batch.size === 1) break; // batch norm needs two samples: the official loop drops it
-    let r;
-    try {
-      r = trainStep(net, batch, c.warmup_type, stepOptions(run));
-    } catch (e) {
-      withContext(e, `warmup ${which}, epoch ${run.cursor.epoch}, step ${i}`, batch);
-    }
-    writeBank(run.banks[which], batch.ids, r.bank);
-    meter.add(r.losses, batch.size);
-    await afterStep(ctx, "warmup", which, i, total, meter);
-  }
+  hooks.progress.start(`warmup ${which} [${run.cursor.epoch + 1}/${c.warmup_epoch}]`, batchCount(data.train.length, c.batch_size));
+  const lane = { net: run.nets[which], bank: run.banks[which], dataRng: rng, modelRng: run.modelRng, step: run.cursor.step };
+  await warmupSteps(lane, data.pairs, c, `warmup ${which}, epoch ${run.cursor.epoch}`, stepLogger(ctx, "warmup", which));
   hooks.progress.end();
   return rng.state();
 }
@@ -469,70 +442,18 @@ function histogram(x: Float64Array, noisy: Uint8Array | null, bins: number): { b
   return { bins, clean, noisy: nz };
 }
 
-/**
- * Official `train`: net trains on the other net's split. Labeled batches carry refined targets
- * prob + (1 − prob)·ctt_prob·ctt_label; from `warmup_epoch_2` on every labeled step is followed by
- * an unlabeled step whose pseudo-captions come from that labeled batch.
- */
+/** Official `train`: `which` trains on the other net's split (trainer/net-steps.ts). */
 async function trainPart(ctx: PartContext, which: "A" | "B"): Promise<RandomState> {
   const { run, data, hooks } = ctx;
   ctx.phase = "train";
   const c = run.config;
-  const other = which === "A" ? "B" : "A";
-  const s = run.split![other];
-  const net = run.nets[which];
-  const N = data.train.length;
-  const labeledIds: number[] = [];
-  const unlabeledIds: number[] = [];
-  for (let i = 0; i < N; i++) (s.clean[i] ? labeledIds : unlabeledIds).push(i);
+  const s = run.split![which === "A" ? "B" : "A"];
+  const labeled = s.clean.reduce((a, v) => a + v, 0);
   const rng = Random.fromState(run.cursor.dataRng);
-  const useUnlabeled = run.cursor.epoch >= c.warmup_epoch_2;
-  const total = batchCount(labeledIds.length, c.batch_size);
-  hooks.log(`train ${which}: labeled data has a size of ${labeledIds.length}, unlabeled ${unlabeledIds.length}`);
-  // The unlabeled loader is cycled: a fresh shuffle whenever it runs out (the official try/except).
-  const unlabeledBatches = function* () {
-    if (!unlabeledIds.length) return;
-    for (;;) yield* shuffledBatches(data.pairs, rng, { batchSize: c.batch_size, ids: unlabeledIds });
-  };
-  const labeled = shuffledBatches(data.pairs, rng, { batchSize: c.batch_size, ids: labeledIds });
-  const unlabeled = unlabeledBatches();
-  // Replay the part's draws up to the resumed step (both loaders advance once per step).
-  for (let k = 0; k < run.cursor.step; k++) {
-    labeled.next();
-    unlabeled.next();
-  }
-  const meter = new RunningMeans();
-  hooks.progress.start(`train ${which} [${run.cursor.epoch}/${c.num_epochs}]`, total);
-  for (;;) {
-    const nextL = labeled.next();
-    if (nextL.done) break;
-    const bl = nextL.value;
-    const nextU = unlabeled.next();
-    const bu = nextU.done ? null : nextU.value;
-    const i = run.cursor.step;
-    if (bl.size === 1 || bu?.size === 1) break;
-    const targets = new Float32Array(bl.size);
-    for (let b = 0; b < bl.size; b++) {
-      const id = bl.ids[b];
-      targets[b] = s.prob[id] + (1 - s.prob[id]) * s.probCtt[id] * s.cleanCtt[id];
-    }
-    try {
-      const r = trainStep(net, bl, "lb_train", stepOptions(run), { values: targets, axis: "row" });
-      meter.add(r.losses, bl.size);
-      if (useUnlabeled && bu) {
-        const u = unlabeledStep(net, bu, bl, stepOptions(run));
-        // --po_bank_index subset: the official code stores these under the batch's positions inside
-        // the unlabeled / labeled subsets, which are other captions' entries in the bank.
-        const subset = c.po_bank_index === "subset";
-        writeBank(run.banks[which], subset ? bu.positions : bu.ids, u.bank);
-        writeBank(run.banks[which], subset ? bl.positions : bl.ids, u.bankLabeled!);
-        meter.add({ triplet_loss_u: u.losses.triplet_loss }, bu.size);
-      }
-    } catch (e) {
-      withContext(e, `train ${which}, epoch ${run.cursor.epoch}, step ${i}`, bl);
-    }
-    await afterStep(ctx, "train", which, i, total, meter);
-  }
+  hooks.log(`train ${which}: labeled data has a size of ${labeled}, unlabeled ${data.train.length - labeled}`);
+  hooks.progress.start(`train ${which} [${run.cursor.epoch}/${c.num_epochs}]`, batchCount(labeled, c.batch_size));
+  const lane = { net: run.nets[which], bank: run.banks[which], dataRng: rng, modelRng: run.modelRng, step: run.cursor.step };
+  await cotrainSteps(lane, data.pairs, c, s, run.cursor.epoch, `train ${which}, epoch ${run.cursor.epoch}`, stepLogger(ctx, "train", which));
   hooks.progress.end();
   return rng.state();
 }
@@ -598,23 +519,6 @@ async function test(ctx: PartContext, epoch: number | "warmup"): Promise<SplitEv
   }
   metrics({ type: "test", epoch, split, fold5, i2t: t.i2t, t2i: t.t2i, rsum: t.rsum });
   return t;
-}
-
-class RunningMeans {
-  private sums = new Map<string, [number, number]>();
-  add(values: Record<string, number>, n: number) {
-    for (const [k, v] of Object.entries(values)) {
-      const s = this.sums.get(k) ?? [0, 0];
-      s[0] += v * n;
-      s[1] += n;
-      this.sums.set(k, s);
-    }
-  }
-  values(): Record<string, number> {
-    const out: Record<string, number> = {};
-    for (const [k, [s, n]] of this.sums) out[k] = s / n;
-    return out;
-  }
 }
 
 // ---------------------------------------------------------------------------------------------
