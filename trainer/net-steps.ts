@@ -12,7 +12,7 @@ import type { Random } from "../shared/random";
 import type { NetSplit, PoBank } from "./checkpoint";
 import type { TrainConfig } from "./config";
 import { type PairSource, type TrainBatch, batchCount, shuffledBatches } from "./data/batches";
-import { TrainingFault } from "./run-state";
+import { TrainingFault } from "./fault";
 
 /** The flags the steps read. */
 export type StepConfig = Pick<TrainConfig, "margin" | "lambda_en" | "grad_clip" | "soft_margin" | "warmup_type" | "batch_size" | "warmup_epoch_2" | "po_bank_index">;

@@ -30,6 +30,8 @@ import { type SplitEvaluation, evaluateSplit, formatMetricLines, whilePausing } 
 import type { AlarmRecord, MetricsRecord, Net as NetName, Phase } from "./metrics";
 import { yieldToEventLoop } from "./stop";
 import { type OnStep, cotrainSteps, warmupSteps } from "./net-steps";
+import { ParamStore } from "../shared/model/params";
+import type { NetArrays } from "./eval-pool";
 import { COTRAIN_PARTS, type NetSplit, type Run, TrainingFault, WARMUP_PARTS, disposeRun, nextEpoch, nextPart, partName, restoreNet, saveRun, startRun } from "./run-state";
 
 export type { Data } from "./data/load";
@@ -131,6 +133,12 @@ export async function train(config0: TrainConfig, hooks: TrainHooks, options: { 
     if (hooks.stopRequested()) await interrupt();
   };
   const pool = await startPool(config, options.backend ?? tf.getBackend(), hooks.log);
+  if (run.cursor.lanes && !(config.parallel === "on" && pool)) {
+    pool?.terminate();
+    disposeRun(run);
+    throw new TrainingFault(`${config.model_path}: the checkpoint was written while both nets ran at once (${partName(run.cursor)}); resume it with --parallel on and --eval_workers of 2 or more`);
+  }
+  if (config.parallel === "on" && !pool) hooks.log("--parallel on needs the evaluation pool (--eval_workers >= 2 on wasm or cpu): the nets train one after the other");
   const ctx: PartContext = { run, data, hooks, metrics, interrupt, pause, phase: "warmup", pool };
   const evalOptions = { batchSize: config.batch_size, pause, pool };
   let lastValidation: SplitEvaluation | null = null;
@@ -166,7 +174,10 @@ export async function train(config0: TrainConfig, hooks: TrainHooks, options: { 
       hooks.log("* Warmup");
       while (run.cursor.epoch < config.warmup_epoch) {
         const t0 = performance.now();
-        while (run.cursor.part < WARMUP_PARTS.length) nextPart(run, await warmupPart(ctx, run.cursor.part === 0 ? "A" : "B"));
+        while (run.cursor.part < WARMUP_PARTS.length) {
+          if (runsParallel(ctx, 0)) nextPart(run, await parallelPart(ctx, "warmup"), 2);
+          else nextPart(run, await warmupPart(ctx, run.cursor.part === 0 ? "A" : "B"));
+        }
         metrics({ type: "epoch", phase: "warmup", epoch: run.cursor.epoch, seconds: (performance.now() - t0) / 1000, lr: run.nets.A.optimizer.lr });
         nextEpoch(run);
       }
@@ -213,7 +224,9 @@ export async function train(config0: TrainConfig, hooks: TrainHooks, options: { 
       hooks.log(`Epoch [${epoch}/${config.num_epochs}] lr ${lr}${run.lrScale.A !== 1 || run.lrScale.B !== 1 ? ` (× ${run.lrScale.A} for A, × ${run.lrScale.B} for B after recoveries)` : ""}`);
       while (run.cursor.part < COTRAIN_PARTS.length) {
         const part = COTRAIN_PARTS[run.cursor.part];
-        nextPart(run, part === "split" ? await splitPart(ctx) : await trainPart(ctx, part === "train A" ? "A" : "B"));
+        if (part === "split") nextPart(run, await splitPart(ctx));
+        else if (runsParallel(ctx, 1)) nextPart(run, await parallelPart(ctx, "cotrain"), 2);
+        else nextPart(run, await trainPart(ctx, part === "train A" ? "A" : "B"));
       }
       if (epoch === config.warmup_epoch_2 && config.select === "official") run.bestRsum = 0; // the official reset when pseudo-captioning starts
       const isBest = (r: SplitEvaluation) => r.rsum > run.bestRsum;
@@ -317,6 +330,92 @@ async function warmupPart(ctx: PartContext, which: "A" | "B"): Promise<RandomSta
   await warmupSteps(lane, data.pairs, c, `warmup ${which}, epoch ${run.cursor.epoch}`, stepLogger(ctx, "warmup", which));
   hooks.progress.end();
   return rng.state();
+}
+
+/**
+ * Whether the part pair starting at `first` (warmup A+B at 0, train A+B at 1) runs both nets at
+ * once: --parallel on with a pool, from the pair's start or inside a parallel part (a part begun
+ * one net after the other, in a checkpoint of a run without --parallel, is finished that way).
+ */
+function runsParallel(ctx: PartContext, first: number): boolean {
+  const c = ctx.run.cursor;
+  return ctx.run.config.parallel === "on" && ctx.pool !== null && c.part === first && (c.step === 0 || c.lanes !== undefined);
+}
+
+/**
+ * Warmup or co-training of both nets at once, each on a worker of the pool (net-steps.ts there).
+ * Each net draws its data order and dropout from its own stream, both drawn from the run's data
+ * RNG at the part's start, so the result does not depend on which worker is faster. Step records
+ * and progress come from the workers as they go; a stop asked meanwhile reaches them through the
+ * pool's shared flag, and each stops after its current step.
+ */
+async function parallelPart(ctx: PartContext, kind: "warmup" | "cotrain"): Promise<RandomState> {
+  const { run, data, hooks } = ctx;
+  const pool = ctx.pool!;
+  const c = run.config;
+  ctx.phase = kind === "warmup" ? "warmup" : "train";
+  const base = Random.fromState(run.cursor.dataRng);
+  const seeds = [base.nextUint32(), base.nextUint32(), base.nextUint32(), base.nextUint32()];
+  run.cursor.lanes ??= {
+    A: { step: 0, dataRng: new Random(seeds[0]).state(), modelRng: new Random(seeds[1]).state() },
+    B: { step: 0, dataRng: new Random(seeds[2]).state(), modelRng: new Random(seeds[3]).state() },
+  };
+  const lanes = run.cursor.lanes;
+  const phase: Phase = kind === "warmup" ? "warmup" : "train";
+  const peerSplit = (k: "A" | "B") => (kind === "cotrain" ? run.split![k === "A" ? "B" : "A"] : undefined);
+  const totals = { A: 0, B: 0 };
+  for (const k of ["A", "B"] as const) {
+    const s = peerSplit(k);
+    const labeled = s ? s.clean.reduce((a, v) => a + v, 0) : data.train.length;
+    totals[k] = batchCount(labeled, c.batch_size);
+    if (s) hooks.log(`train ${k}: labeled data has a size of ${labeled}, unlabeled ${data.train.length - labeled}`);
+  }
+  const label = kind === "warmup" ? `warmup A+B [${run.cursor.epoch + 1}/${c.warmup_epoch}]` : `train A+B [${run.cursor.epoch}/${c.num_epochs}]`;
+  hooks.progress.start(label, totals.A + totals.B);
+  let done = lanes.A.step + lanes.B.step;
+  pool.clearStop();
+  const runLane = async (k: "A" | "B") => {
+    const net = run.nets[k];
+    const bank = run.banks[k];
+    const request = {
+      part: kind,
+      model: run.model,
+      net: (await net.params.toArrays()) as NetArrays,
+      optimizer: (await net.optimizer.toArrays()) as NetArrays,
+      lr: net.optimizer.lr,
+      bank: { probs: bank.probs, has: bank.has, classes: bank.classes },
+      dataRng: lanes[k].dataRng,
+      modelRng: lanes[k].modelRng,
+      step: lanes[k].step,
+      config: c,
+      split: peerSplit(k),
+      epoch: run.cursor.epoch,
+      where: `${phase} ${k}, epoch ${run.cursor.epoch}`,
+    };
+    return pool.lane(data.pairs, request, (e) => {
+      hooks.progress.tick(++done, e.values);
+      logStep(ctx, phase, k, e.i, e.total, e.values);
+      stopSelfAt(ctx.phase);
+      if (hooks.stopRequested()) pool.requestStop();
+    });
+  };
+  await yieldToEventLoop();
+  const results = await Promise.all([runLane("A"), runLane("B")]);
+  (["A", "B"] as const).forEach((k, i) => {
+    const r = results[i];
+    const lr = run.nets[k].optimizer.lr;
+    run.nets[k].params.dispose();
+    run.nets[k].optimizer.reset();
+    const optimizer = new Adam({ lr });
+    optimizer.loadArrays(r.optimizer);
+    run.nets[k] = { params: ParamStore.fromArrays(run.model, r.net, "parallel lane"), optimizer };
+    run.banks[k] = r.bank;
+    lanes[k] = { step: r.step, dataRng: lanes[k].dataRng, modelRng: r.modelRng };
+  });
+  hooks.progress.end();
+  if (results.some((r) => r.stopped)) await ctx.interrupt();
+  run.cursor.lanes = undefined;
+  return base.state();
 }
 
 /**
