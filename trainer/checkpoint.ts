@@ -55,12 +55,21 @@ const RandomStateSchema = v.object({ algorithm: v.literal("xoshiro128**"), s: v.
  * split, train A, train B), the steps of that part already done, and the data-order RNG at the
  * part's start (a resumed part redraws its order from it and skips the steps done).
  */
+/** One net's place inside a part that both nets run at once (--parallel on). */
+export const LaneCursorSchema = v.object({ step: Int, dataRng: RandomStateSchema, modelRng: RandomStateSchema });
+export type LaneCursor = v.InferOutput<typeof LaneCursorSchema>;
+
 export const CursorSchema = v.object({
   stage: v.picklist(["warmup", "cotrain", "done"]),
   epoch: Int,
   part: Int,
   step: Int,
   dataRng: RandomStateSchema,
+  /**
+   * Inside a part that both nets run at once (--parallel on): each net's steps done, its own data
+   * order (at the part's start) and its dropout RNG (now). Absent between parts and in one thread.
+   */
+  lanes: v.optional(v.object({ A: LaneCursorSchema, B: LaneCursorSchema })),
 });
 export type Cursor = v.InferOutput<typeof CursorSchema>;
 

@@ -14,6 +14,7 @@ import { tokenizerJsonMismatch } from "./text";
 /** `--recovery`, `--select`, `--po_bank_index`: see their help. */
 export const RECOVERIES = ["restore", "off"] as const;
 export const SELECTIONS = ["official", "all"] as const;
+export const PARALLEL_MODES = ["off", "on"] as const;
 export const PO_BANK_INDEXES = ["dataset", "subset"] as const;
 
 type FlagType = "string" | "int" | "float" | "store_true" | "store_false";
@@ -70,6 +71,7 @@ export const FLAGS = {
   gpu: { type: "int", default: null, help: "GPU id (with tfjs-node-gpu, TensorFlow uses the GPUs CUDA_VISIBLE_DEVICES exposes; set that instead).", group: "run" },
   seed: { type: "int", default: 0, help: "Random seed.", group: "run" },
   output_dir: { type: "string", default: "output/<time>", help: "Output dir (default output/<YYYY_MM_DD_HH_MM_SS>).", group: "run" },
+  parallel: { type: "string", default: "off", help: "on: warmup and co-training run both nets at once, each on a worker of the pool (needs --eval_workers ≥ 2), with its own data order and dropout stream drawn from the run's; off: one net after the other in the main thread, the order of the official code.", choices: PARALLEL_MODES, group: "run" },
   eval_workers: { type: "int", default: 0, help: "Worker threads for validation, test and the split pass, each with its own wasm or cpu backend: 0 = one per core, 1 = none (all in the main thread). The numbers are the same either way.", group: "run" },
   backend: { type: "string", default: "auto", help: "TensorFlow.js backend: auto (a hardware WebGPU adapter, then tensorflow, then wasm, then cpu; never SwiftShader) | webgpu (a GPU, or SwiftShader without one) | tensorflow | wasm | cpu.", choices: BACKENDS, group: "run" },
   "world-size": { type: "int", default: -1, help: "Accepted; training runs in one process (single-GPU training, as the official results).", group: "distributed" },

@@ -1,5 +1,5 @@
 /**
- * Evaluation over all cores. tfjs-backend-wasm has no threads under Bun, so the all-pairs
+ * Evaluation (and, with --parallel on, the nets' training parts) over all cores. tfjs-backend-wasm has no threads under Bun, so the all-pairs
  * similarity of validation and test, and the split pass's per-sample losses, run in a pool of
  * Bun Workers (trainer/eval-worker.ts), each with its own backend. A task is one net's share of
  * the work: its whole matrix when there are as many nets as workers, else a range of image rows.
@@ -13,6 +13,10 @@ import { availableParallelism } from "node:os";
 import type { SgrafConfig } from "../shared/model/config";
 import type { NdArray } from "../shared/formats/ndarray";
 import type { FeatureStore } from "./data/features";
+import type { RandomState } from "../shared/random";
+import type { NetSplit } from "./checkpoint";
+import type { StepConfig } from "./net-steps";
+import { TrainingFault } from "./fault";
 
 /** What a worker needs to rebuild a split: everything but the open feature file. */
 export interface SplitSpec {
@@ -36,13 +40,48 @@ export interface Block {
 
 export type NetArrays = Map<string, NdArray>;
 
+/** One net's part on a worker (--parallel on): the net, its optimizer and bank travel both ways. */
+export interface LaneRequest {
+  part: "warmup" | "cotrain";
+  model: SgrafConfig;
+  net: NetArrays;
+  optimizer: NetArrays;
+  lr: number;
+  bank: { probs: Float32Array; has: Uint8Array; classes: number };
+  /** The data-order RNG at the part's start, the model RNG now, and the steps already done. */
+  dataRng: RandomState;
+  modelRng: RandomState;
+  step: number;
+  config: StepConfig;
+  /** The peer's split (cotrain). */
+  split?: NetSplit;
+  epoch: number;
+  /** How errors name the place ("warmup A, epoch 0"). */
+  where: string;
+}
+export interface LaneResult {
+  net: NetArrays;
+  optimizer: NetArrays;
+  bank: { probs: Float32Array; has: Uint8Array; classes: number };
+  modelRng: RandomState;
+  step: number;
+  stopped: boolean;
+}
+/** What a lane reports after each step. */
+export interface LaneEvent {
+  i: number;
+  total: number;
+  values: Record<string, number>;
+}
+
 export type PoolRequest =
-  | { kind: "init"; backend: string }
+  | { kind: "init"; backend: string; stop: SharedArrayBuffer }
+  | ({ kind: "lane"; key: string } & LaneRequest)
   | { kind: "split"; key: string; spec: SplitSpec }
   | { kind: "sims"; key: string; net: NetArrays; model: SgrafConfig; blocks: Block[]; batchSize: number; budgetBytes?: number }
   | { kind: "losses"; key: string; net: NetArrays; model: SgrafConfig; bank: { probs: Float32Array; has: Uint8Array; classes: number }; order: Int32Array; batchSize: number; margin: number };
 
-export type PoolReply = { id: number; ok: true; result: unknown } | { id: number; ok: false; error: string };
+export type PoolReply = { id: number; ok: true; result: unknown } | { id: number; ok: false; error: string; name: string } | { id: number; event: LaneEvent };
 
 /** Something a split can be sent from: a dataset split, or the training pairs. */
 export interface PoolSource {
@@ -63,7 +102,7 @@ interface Slot {
   worker: Worker;
   busy: boolean;
   splits: Set<string>;
-  pending: Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>;
+  pending: Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void; onEvent?: (e: LaneEvent) => void }>;
 }
 
 export class EvalPool {
@@ -71,6 +110,9 @@ export class EvalPool {
   private keys = new WeakMap<object, string>();
   private waiting: Array<(slot: Slot) => void> = [];
   private closed = false;
+
+  /** Set to 1 to ask running lanes to stop after their current step. */
+  private readonly stopFlag = new Int32Array(new SharedArrayBuffer(4));
 
   private constructor(private readonly slots: Slot[]) {}
 
@@ -84,9 +126,13 @@ export class EvalPool {
         const r = event.data;
         const p = slot.pending.get(r.id);
         if (!p) return;
+        if ("event" in r) {
+          p.onEvent?.(r.event);
+          return;
+        }
         slot.pending.delete(r.id);
         if (r.ok) p.resolve(r.result);
-        else p.reject(new Error(`evaluation worker: ${r.error}`));
+        else p.reject(r.name === "TrainingFault" ? new TrainingFault(r.error) : new Error(`evaluation worker: ${r.name}: ${r.error}`));
       };
       worker.onerror = (event) => {
         for (const p of slot.pending.values()) p.reject(new Error(`evaluation worker failed: ${event.message}`));
@@ -96,7 +142,7 @@ export class EvalPool {
     }
     const pool = new EvalPool(slots);
     try {
-      await Promise.all(slots.map((s) => pool.call(s, { kind: "init", backend })));
+      await Promise.all(slots.map((s) => pool.call(s, { kind: "init", backend, stop: pool.stopFlag.buffer as SharedArrayBuffer })));
     } catch (e) {
       pool.terminate();
       throw e;
@@ -123,6 +169,20 @@ export class EvalPool {
     return (await this.task(source, (key) => ({ kind: "losses", key, net, model, bank, order, batchSize: o.batchSize, margin: o.margin }))) as { loss: Float64Array; ctt: Float64Array };
   }
 
+  /** One net's part on a worker; `onEvent` sees each step as it is done. */
+  async lane(pairs: PoolSource, request: LaneRequest, onEvent: (e: LaneEvent) => void): Promise<LaneResult> {
+    return (await this.task(pairs, (key) => ({ kind: "lane", key, ...request }), onEvent)) as LaneResult;
+  }
+
+  /** Asks the running lanes to stop after their current step (until clearStop). */
+  requestStop(): void {
+    Atomics.store(this.stopFlag, 0, 1);
+  }
+
+  clearStop(): void {
+    Atomics.store(this.stopFlag, 0, 0);
+  }
+
   terminate(): void {
     this.closed = true;
     for (const s of this.slots) {
@@ -132,7 +192,7 @@ export class EvalPool {
     }
   }
 
-  private async task(source: PoolSource, request: (key: string) => PoolRequest): Promise<unknown> {
+  private async task(source: PoolSource, request: (key: string) => PoolRequest, onEvent?: (e: LaneEvent) => void): Promise<unknown> {
     const slot = await this.acquire();
     try {
       const key = this.keyOf(source);
@@ -140,7 +200,7 @@ export class EvalPool {
         await this.call(slot, { kind: "split", key, spec: specOf(source) });
         slot.splits.add(key);
       }
-      return await this.call(slot, request(key));
+      return await this.call(slot, request(key), onEvent);
     } finally {
       this.release(slot);
     }
@@ -155,11 +215,11 @@ export class EvalPool {
     return key;
   }
 
-  private call(slot: Slot, request: PoolRequest): Promise<unknown> {
+  private call(slot: Slot, request: PoolRequest, onEvent?: (e: LaneEvent) => void): Promise<unknown> {
     if (this.closed) return Promise.reject(new Error("evaluation pool terminated"));
     const id = this.nextId++;
     return new Promise((resolve, reject) => {
-      slot.pending.set(id, { resolve, reject });
+      slot.pending.set(id, { resolve, reject, onEvent });
       slot.worker.postMessage({ ...request, id });
     });
   }

@@ -11,7 +11,11 @@ import { type BackendChoice, initBackend } from "./backend";
 import { batchesInOrder } from "./data/batches";
 import { openFeatures } from "./data/features";
 import { encodeSplit, ensembleSims } from "./evaluate";
-import type { PoolReply, PoolRequest, PoolSplit, SplitSpec } from "./eval-pool";
+import type { LaneResult, NetArrays, PoolReply, PoolRequest, PoolSplit, SplitSpec } from "./eval-pool";
+import { type OnStep, cotrainSteps, warmupSteps } from "./net-steps";
+import { Adam } from "../shared/model/optim";
+import type { Net } from "../shared/model/steps";
+import { Random } from "../shared/random";
 
 declare const self: Worker;
 
@@ -22,9 +26,12 @@ function openSplit(spec: SplitSpec): PoolSplit {
   return { ...spec, images };
 }
 
-async function handle(req: PoolRequest): Promise<{ result: unknown; transfer: ArrayBuffer[] }> {
+let stop: Int32Array | null = null;
+
+async function handle(req: PoolRequest, id: number): Promise<{ result: unknown; transfer: ArrayBuffer[] }> {
   switch (req.kind) {
     case "init": {
+      stop = new Int32Array(req.stop);
       const info = await initBackend(req.backend as BackendChoice);
       return { result: info.name, transfer: [] };
     }
@@ -46,6 +53,28 @@ async function handle(req: PoolRequest): Promise<{ result: unknown; transfer: Ar
         return { result: out, transfer: out.map((s) => s.buffer as ArrayBuffer) };
       } finally {
         p.dispose();
+      }
+    }
+    case "lane": {
+      const split = splits.get(req.key)!;
+      const net: Net = { params: ParamStore.fromArrays(req.model, req.net, "parallel lane"), optimizer: new Adam({ lr: req.lr }) };
+      try {
+        net.optimizer.loadArrays(req.optimizer);
+        const bank = { probs: Float32Array.from(req.bank.probs), has: Uint8Array.from(req.bank.has), classes: req.bank.classes };
+        const lane = { net, bank, dataRng: Random.fromState(req.dataRng), modelRng: Random.fromState(req.modelRng), step: req.step };
+        const pairs = { captions: split.captions, images: split.images, t2i: split.t2i! };
+        const onStep: OnStep = async (i, total, values) => {
+          self.postMessage({ id, event: { i, total, values } } satisfies PoolReply);
+          return Atomics.load(stop!, 0) === 1;
+        };
+        const end = req.part === "warmup" ? await warmupSteps(lane, pairs, req.config, req.where, onStep) : await cotrainSteps(lane, pairs, req.config, req.split!, req.epoch, req.where, onStep);
+        const params = await net.params.toArrays();
+        const optimizer = await net.optimizer.toArrays();
+        const result: LaneResult = { net: params as NetArrays, optimizer: optimizer as NetArrays, bank, modelRng: lane.modelRng.state(), step: end.step, stopped: end.stopped };
+        return { result, transfer: [bank.probs.buffer, bank.has.buffer] };
+      } finally {
+        net.params.dispose();
+        net.optimizer.reset();
       }
     }
     case "losses": {
@@ -76,9 +105,9 @@ async function handle(req: PoolRequest): Promise<{ result: unknown; transfer: Ar
 self.onmessage = async (event: MessageEvent<PoolRequest & { id: number }>) => {
   const { id } = event.data;
   try {
-    const { result, transfer } = await handle(event.data);
+    const { result, transfer } = await handle(event.data, id);
     self.postMessage({ id, ok: true, result } satisfies PoolReply, transfer);
   } catch (e) {
-    self.postMessage({ id, ok: false, error: e instanceof Error ? `${e.name}: ${e.message}${process.env.PC2_POOL_DEBUG ? `\n${e.stack}` : ""}` : String(e) } satisfies PoolReply);
+    self.postMessage({ id, ok: false, name: e instanceof Error ? e.name : "Error", error: e instanceof Error ? `${e.message}${process.env.PC2_POOL_DEBUG ? `\n${e.stack}` : ""}` : String(e) } satisfies PoolReply);
   }
 };

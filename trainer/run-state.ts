@@ -38,20 +38,17 @@ export interface Run {
   reference: { A: NetReference; B: NetReference } | null;
 }
 
-/** Raised for a run that cannot go on (a NaN loss, a checkpoint that does not fit the data). */
-export class TrainingFault extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = "TrainingFault";
-  }
-}
+import { TrainingFault } from "./fault";
+
+export { TrainingFault };
 
 export const WARMUP_PARTS = ["warmup A", "warmup B"] as const;
 export const COTRAIN_PARTS = ["split", "train A", "train B"] as const;
 
 /** The part the cursor points at, by name ("warmup B", "train A", …). */
 export function partName(c: Cursor): string {
-  return (c.stage === "warmup" ? WARMUP_PARTS : COTRAIN_PARTS)[c.part] ?? "end of epoch";
+  const name = (c.stage === "warmup" ? WARMUP_PARTS : COTRAIN_PARTS)[c.part] ?? "end of epoch";
+  return c.lanes ? `${name.slice(0, -2)} A+B (A at step ${c.lanes.A.step}, B at step ${c.lanes.B.step})` : name;
 }
 
 function newNet(model: SgrafConfig, rng: Random, lr: number): Net {
@@ -155,8 +152,8 @@ export function restoreNet(run: Run, k: "A" | "B", path: string): void {
 }
 
 /** Moves to the next part; its draws continue the data stream where the finished part left it. */
-export function nextPart(run: Run, dataRng: RandomState): void {
-  run.cursor = { ...run.cursor, part: run.cursor.part + 1, step: 0, dataRng };
+export function nextPart(run: Run, dataRng: RandomState, parts = 1): void {
+  run.cursor = { stage: run.cursor.stage, epoch: run.cursor.epoch, part: run.cursor.part + parts, step: 0, dataRng };
 }
 
 /** Moves to the first part of the next epoch (or to "done" after the last co-training epoch). */

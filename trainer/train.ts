@@ -18,18 +18,20 @@ import { formatRecall } from "../shared/eval/metrics";
 import { klConsistency, minMaxNormalize, splitPrecisionRecall, splitProb } from "../shared/eval/split";
 import { sgrafConfig } from "../shared/model/config";
 import { Adam } from "../shared/model/optim";
-import { NonFiniteLossError, evalLoss, trainStep, unlabeledStep } from "../shared/model/steps";
+import { evalLoss } from "../shared/model/steps";
 import * as tf from "../shared/model/tf";
 import { Random, type RandomState } from "../shared/random";
-import type { PoBank } from "./checkpoint";
 import type { TrainConfig } from "./config";
 import { copyFileAtomic, outputError, removeStaleTemporaries, writeFileAtomic } from "./files";
-import { type TrainBatch, batchCount, batchesInOrder, shuffledBatches, shuffledOrder } from "./data/batches";
+import { batchCount, batchesInOrder, shuffledOrder } from "./data/batches";
 import { EvalPool, poolSize } from "./eval-pool";
 import { type Data, loadData } from "./data/load";
 import { type SplitEvaluation, evaluateSplit, formatMetricLines, whilePausing } from "./evaluate";
 import type { AlarmRecord, MetricsRecord, Net as NetName, Phase } from "./metrics";
 import { yieldToEventLoop } from "./stop";
+import { type OnStep, cotrainSteps, warmupSteps } from "./net-steps";
+import { ParamStore } from "../shared/model/params";
+import type { NetArrays } from "./eval-pool";
 import { COTRAIN_PARTS, type NetSplit, type Run, TrainingFault, WARMUP_PARTS, disposeRun, nextEpoch, nextPart, partName, restoreNet, saveRun, startRun } from "./run-state";
 
 export type { Data } from "./data/load";
@@ -131,6 +133,12 @@ export async function train(config0: TrainConfig, hooks: TrainHooks, options: { 
     if (hooks.stopRequested()) await interrupt();
   };
   const pool = await startPool(config, options.backend ?? tf.getBackend(), hooks.log);
+  if (run.cursor.lanes && !(config.parallel === "on" && pool)) {
+    pool?.terminate();
+    disposeRun(run);
+    throw new TrainingFault(`${config.model_path}: the checkpoint was written while both nets ran at once (${partName(run.cursor)}); resume it with --parallel on and --eval_workers of 2 or more`);
+  }
+  if (config.parallel === "on" && !pool) hooks.log("--parallel on needs the evaluation pool (--eval_workers >= 2 on wasm or cpu): the nets train one after the other");
   const ctx: PartContext = { run, data, hooks, metrics, interrupt, pause, phase: "warmup", pool };
   const evalOptions = { batchSize: config.batch_size, pause, pool };
   let lastValidation: SplitEvaluation | null = null;
@@ -166,7 +174,10 @@ export async function train(config0: TrainConfig, hooks: TrainHooks, options: { 
       hooks.log("* Warmup");
       while (run.cursor.epoch < config.warmup_epoch) {
         const t0 = performance.now();
-        while (run.cursor.part < WARMUP_PARTS.length) nextPart(run, await warmupPart(ctx, run.cursor.part === 0 ? "A" : "B"));
+        while (run.cursor.part < WARMUP_PARTS.length) {
+          if (runsParallel(ctx, 0)) nextPart(run, await parallelPart(ctx, "warmup"), 2);
+          else nextPart(run, await warmupPart(ctx, run.cursor.part === 0 ? "A" : "B"));
+        }
         metrics({ type: "epoch", phase: "warmup", epoch: run.cursor.epoch, seconds: (performance.now() - t0) / 1000, lr: run.nets.A.optimizer.lr });
         nextEpoch(run);
       }
@@ -213,7 +224,9 @@ export async function train(config0: TrainConfig, hooks: TrainHooks, options: { 
       hooks.log(`Epoch [${epoch}/${config.num_epochs}] lr ${lr}${run.lrScale.A !== 1 || run.lrScale.B !== 1 ? ` (× ${run.lrScale.A} for A, × ${run.lrScale.B} for B after recoveries)` : ""}`);
       while (run.cursor.part < COTRAIN_PARTS.length) {
         const part = COTRAIN_PARTS[run.cursor.part];
-        nextPart(run, part === "split" ? await splitPart(ctx) : await trainPart(ctx, part === "train A" ? "A" : "B"));
+        if (part === "split") nextPart(run, await splitPart(ctx));
+        else if (runsParallel(ctx, 1)) nextPart(run, await parallelPart(ctx, "cotrain"), 2);
+        else nextPart(run, await trainPart(ctx, part === "train A" ? "A" : "B"));
       }
       if (epoch === config.warmup_epoch_2 && config.select === "official") run.bestRsum = 0; // the official reset when pseudo-captioning starts
       const isBest = (r: SplitEvaluation) => r.rsum > run.bestRsum;
@@ -286,64 +299,123 @@ function stopSelfAt(phase: RunPhase): void {
   process.kill(process.pid, "SIGSTOP");
 }
 
-function stepOptions(run: Run) {
-  const c = run.config;
-  return { margin: c.margin, lambdaEn: c.lambda_en, gradClip: c.grad_clip, softMargin: c.soft_margin, hardNegative: true, rng: run.modelRng };
-}
-
-function writeBank(bank: PoBank, ids: ArrayLike<number>, probs: Float32Array) {
-  const K = bank.classes;
-  for (let i = 0; i < ids.length; i++) {
-    bank.probs.set(probs.subarray(i * K, (i + 1) * K), ids[i] * K);
-    bank.has[ids[i]] = 1;
-  }
-}
-
-function withContext(e: unknown, where: string, batch: TrainBatch): never {
-  if (e instanceof NonFiniteLossError) {
-    const ids = Array.from(batch.ids.slice(0, 16)).join(", ");
-    throw new TrainingFault(`${where}: loss term ${e.term} is ${e.value} (sample ids ${ids}${batch.size > 16 ? ", …" : ""}); training stopped, the last good checkpoint is intact`);
-  }
-  throw e;
-}
-
 /** After a training step: count it, show progress, log every `log_step` steps, answer a stop request. */
-async function afterStep(ctx: PartContext, phase: Phase, which: NetName, i: number, total: number, meter: RunningMeans): Promise<void> {
+function stepLogger(ctx: PartContext, phase: Phase, which: NetName): OnStep {
+  return async (i, total, values) => {
+    const { run } = ctx;
+    run.cursor.step++;
+    ctx.hooks.progress.tick(run.cursor.step, values);
+    logStep(ctx, phase, which, i, total, values);
+    await ctx.pause();
+    return false;
+  };
+}
+
+/** The step record of `metrics.jsonl`, every `log_step` steps and at the part's last. */
+function logStep(ctx: PartContext, phase: Phase, which: NetName, i: number, total: number, values: Record<string, number>): void {
   const { run } = ctx;
-  run.cursor.step++;
-  ctx.hooks.progress.tick(run.cursor.step, meter.values());
-  if (i % run.config.log_step === 0 || run.cursor.step === total) {
-    ctx.metrics({ type: "step", phase, net: which, epoch: run.cursor.epoch, step: i, steps: total, lr: run.nets[which].optimizer.lr, time: Date.now() / 1000, ...meter.values() });
+  if (i % run.config.log_step === 0 || i + 1 === total) {
+    ctx.metrics({ type: "step", phase, net: which, epoch: run.cursor.epoch, step: i, steps: total, lr: run.nets[which].optimizer.lr, time: Date.now() / 1000, ...values });
   }
-  await ctx.pause();
 }
 
 /** Official `warmup`: one epoch of one net over all (noisy) pairs, storing PO in the bank. */
 async function warmupPart(ctx: PartContext, which: "A" | "B"): Promise<RandomState> {
   const { run, data, hooks } = ctx;
   ctx.phase = "warmup";
-  const net = run.nets[which];
   const c = run.config;
   const rng = Random.fromState(run.cursor.dataRng);
-  const total = batchCount(data.train.length, c.batch_size);
-  const meter = new RunningMeans();
-  hooks.progress.start(`warmup ${which} [${run.cursor.epoch + 1}/${c.warmup_epoch}]`, total);
-  let i = -1;
-  for (const batch of shuffledBatches(data.pairs, rng, { batchSize: c.batch_size, startBatch: run.cursor.step })) {
-    i = run.cursor.step;
-    if (batch.size === 1) break; // batch norm needs two samples: the official loop drops it
-    let r;
-    try {
-      r = trainStep(net, batch, c.warmup_type, stepOptions(run));
-    } catch (e) {
-      withContext(e, `warmup ${which}, epoch ${run.cursor.epoch}, step ${i}`, batch);
-    }
-    writeBank(run.banks[which], batch.ids, r.bank);
-    meter.add(r.losses, batch.size);
-    await afterStep(ctx, "warmup", which, i, total, meter);
-  }
+  hooks.progress.start(`warmup ${which} [${run.cursor.epoch + 1}/${c.warmup_epoch}]`, batchCount(data.train.length, c.batch_size));
+  const lane = { net: run.nets[which], bank: run.banks[which], dataRng: rng, modelRng: run.modelRng, step: run.cursor.step };
+  await warmupSteps(lane, data.pairs, c, `warmup ${which}, epoch ${run.cursor.epoch}`, stepLogger(ctx, "warmup", which));
   hooks.progress.end();
   return rng.state();
+}
+
+/**
+ * Whether the part pair starting at `first` (warmup A+B at 0, train A+B at 1) runs both nets at
+ * once: --parallel on with a pool, from the pair's start or inside a parallel part (a part begun
+ * one net after the other, in a checkpoint of a run without --parallel, is finished that way).
+ */
+function runsParallel(ctx: PartContext, first: number): boolean {
+  const c = ctx.run.cursor;
+  return ctx.run.config.parallel === "on" && ctx.pool !== null && c.part === first && (c.step === 0 || c.lanes !== undefined);
+}
+
+/**
+ * Warmup or co-training of both nets at once, each on a worker of the pool (net-steps.ts there).
+ * Each net draws its data order and dropout from its own stream, both drawn from the run's data
+ * RNG at the part's start, so the result does not depend on which worker is faster. Step records
+ * and progress come from the workers as they go; a stop asked meanwhile reaches them through the
+ * pool's shared flag, and each stops after its current step.
+ */
+async function parallelPart(ctx: PartContext, kind: "warmup" | "cotrain"): Promise<RandomState> {
+  const { run, data, hooks } = ctx;
+  const pool = ctx.pool!;
+  const c = run.config;
+  ctx.phase = kind === "warmup" ? "warmup" : "train";
+  const base = Random.fromState(run.cursor.dataRng);
+  const seeds = [base.nextUint32(), base.nextUint32(), base.nextUint32(), base.nextUint32()];
+  run.cursor.lanes ??= {
+    A: { step: 0, dataRng: new Random(seeds[0]).state(), modelRng: new Random(seeds[1]).state() },
+    B: { step: 0, dataRng: new Random(seeds[2]).state(), modelRng: new Random(seeds[3]).state() },
+  };
+  const lanes = run.cursor.lanes;
+  const phase: Phase = kind === "warmup" ? "warmup" : "train";
+  const peerSplit = (k: "A" | "B") => (kind === "cotrain" ? run.split![k === "A" ? "B" : "A"] : undefined);
+  const totals = { A: 0, B: 0 };
+  for (const k of ["A", "B"] as const) {
+    const s = peerSplit(k);
+    const labeled = s ? s.clean.reduce((a, v) => a + v, 0) : data.train.length;
+    totals[k] = batchCount(labeled, c.batch_size);
+    if (s) hooks.log(`train ${k}: labeled data has a size of ${labeled}, unlabeled ${data.train.length - labeled}`);
+  }
+  const label = kind === "warmup" ? `warmup A+B [${run.cursor.epoch + 1}/${c.warmup_epoch}]` : `train A+B [${run.cursor.epoch}/${c.num_epochs}]`;
+  hooks.progress.start(label, totals.A + totals.B);
+  let done = lanes.A.step + lanes.B.step;
+  pool.clearStop();
+  const runLane = async (k: "A" | "B") => {
+    const net = run.nets[k];
+    const bank = run.banks[k];
+    const request = {
+      part: kind,
+      model: run.model,
+      net: (await net.params.toArrays()) as NetArrays,
+      optimizer: (await net.optimizer.toArrays()) as NetArrays,
+      lr: net.optimizer.lr,
+      bank: { probs: bank.probs, has: bank.has, classes: bank.classes },
+      dataRng: lanes[k].dataRng,
+      modelRng: lanes[k].modelRng,
+      step: lanes[k].step,
+      config: c,
+      split: peerSplit(k),
+      epoch: run.cursor.epoch,
+      where: `${phase} ${k}, epoch ${run.cursor.epoch}`,
+    };
+    return pool.lane(data.pairs, request, (e) => {
+      hooks.progress.tick(++done, e.values);
+      logStep(ctx, phase, k, e.i, e.total, e.values);
+      stopSelfAt(ctx.phase);
+      if (hooks.stopRequested()) pool.requestStop();
+    });
+  };
+  await yieldToEventLoop();
+  const results = await Promise.all([runLane("A"), runLane("B")]);
+  (["A", "B"] as const).forEach((k, i) => {
+    const r = results[i];
+    const lr = run.nets[k].optimizer.lr;
+    run.nets[k].params.dispose();
+    run.nets[k].optimizer.reset();
+    const optimizer = new Adam({ lr });
+    optimizer.loadArrays(r.optimizer);
+    run.nets[k] = { params: ParamStore.fromArrays(run.model, r.net, "parallel lane"), optimizer };
+    run.banks[k] = r.bank;
+    lanes[k] = { step: r.step, dataRng: lanes[k].dataRng, modelRng: r.modelRng };
+  });
+  hooks.progress.end();
+  if (results.some((r) => r.stopped)) await ctx.interrupt();
+  run.cursor.lanes = undefined;
+  return base.state();
 }
 
 /**
@@ -469,70 +541,18 @@ function histogram(x: Float64Array, noisy: Uint8Array | null, bins: number): { b
   return { bins, clean, noisy: nz };
 }
 
-/**
- * Official `train`: net trains on the other net's split. Labeled batches carry refined targets
- * prob + (1 − prob)·ctt_prob·ctt_label; from `warmup_epoch_2` on every labeled step is followed by
- * an unlabeled step whose pseudo-captions come from that labeled batch.
- */
+/** Official `train`: `which` trains on the other net's split (trainer/net-steps.ts). */
 async function trainPart(ctx: PartContext, which: "A" | "B"): Promise<RandomState> {
   const { run, data, hooks } = ctx;
   ctx.phase = "train";
   const c = run.config;
-  const other = which === "A" ? "B" : "A";
-  const s = run.split![other];
-  const net = run.nets[which];
-  const N = data.train.length;
-  const labeledIds: number[] = [];
-  const unlabeledIds: number[] = [];
-  for (let i = 0; i < N; i++) (s.clean[i] ? labeledIds : unlabeledIds).push(i);
+  const s = run.split![which === "A" ? "B" : "A"];
+  const labeled = s.clean.reduce((a, v) => a + v, 0);
   const rng = Random.fromState(run.cursor.dataRng);
-  const useUnlabeled = run.cursor.epoch >= c.warmup_epoch_2;
-  const total = batchCount(labeledIds.length, c.batch_size);
-  hooks.log(`train ${which}: labeled data has a size of ${labeledIds.length}, unlabeled ${unlabeledIds.length}`);
-  // The unlabeled loader is cycled: a fresh shuffle whenever it runs out (the official try/except).
-  const unlabeledBatches = function* () {
-    if (!unlabeledIds.length) return;
-    for (;;) yield* shuffledBatches(data.pairs, rng, { batchSize: c.batch_size, ids: unlabeledIds });
-  };
-  const labeled = shuffledBatches(data.pairs, rng, { batchSize: c.batch_size, ids: labeledIds });
-  const unlabeled = unlabeledBatches();
-  // Replay the part's draws up to the resumed step (both loaders advance once per step).
-  for (let k = 0; k < run.cursor.step; k++) {
-    labeled.next();
-    unlabeled.next();
-  }
-  const meter = new RunningMeans();
-  hooks.progress.start(`train ${which} [${run.cursor.epoch}/${c.num_epochs}]`, total);
-  for (;;) {
-    const nextL = labeled.next();
-    if (nextL.done) break;
-    const bl = nextL.value;
-    const nextU = unlabeled.next();
-    const bu = nextU.done ? null : nextU.value;
-    const i = run.cursor.step;
-    if (bl.size === 1 || bu?.size === 1) break;
-    const targets = new Float32Array(bl.size);
-    for (let b = 0; b < bl.size; b++) {
-      const id = bl.ids[b];
-      targets[b] = s.prob[id] + (1 - s.prob[id]) * s.probCtt[id] * s.cleanCtt[id];
-    }
-    try {
-      const r = trainStep(net, bl, "lb_train", stepOptions(run), { values: targets, axis: "row" });
-      meter.add(r.losses, bl.size);
-      if (useUnlabeled && bu) {
-        const u = unlabeledStep(net, bu, bl, stepOptions(run));
-        // --po_bank_index subset: the official code stores these under the batch's positions inside
-        // the unlabeled / labeled subsets, which are other captions' entries in the bank.
-        const subset = c.po_bank_index === "subset";
-        writeBank(run.banks[which], subset ? bu.positions : bu.ids, u.bank);
-        writeBank(run.banks[which], subset ? bl.positions : bl.ids, u.bankLabeled!);
-        meter.add({ triplet_loss_u: u.losses.triplet_loss }, bu.size);
-      }
-    } catch (e) {
-      withContext(e, `train ${which}, epoch ${run.cursor.epoch}, step ${i}`, bl);
-    }
-    await afterStep(ctx, "train", which, i, total, meter);
-  }
+  hooks.log(`train ${which}: labeled data has a size of ${labeled}, unlabeled ${data.train.length - labeled}`);
+  hooks.progress.start(`train ${which} [${run.cursor.epoch}/${c.num_epochs}]`, batchCount(labeled, c.batch_size));
+  const lane = { net: run.nets[which], bank: run.banks[which], dataRng: rng, modelRng: run.modelRng, step: run.cursor.step };
+  await cotrainSteps(lane, data.pairs, c, s, run.cursor.epoch, `train ${which}, epoch ${run.cursor.epoch}`, stepLogger(ctx, "train", which));
   hooks.progress.end();
   return rng.state();
 }
@@ -598,23 +618,6 @@ async function test(ctx: PartContext, epoch: number | "warmup"): Promise<SplitEv
   }
   metrics({ type: "test", epoch, split, fold5, i2t: t.i2t, t2i: t.t2i, rsum: t.rsum });
   return t;
-}
-
-class RunningMeans {
-  private sums = new Map<string, [number, number]>();
-  add(values: Record<string, number>, n: number) {
-    for (const [k, v] of Object.entries(values)) {
-      const s = this.sums.get(k) ?? [0, 0];
-      s[0] += v * n;
-      s[1] += n;
-      this.sums.set(k, s);
-    }
-  }
-  values(): Record<string, number> {
-    const out: Record<string, number> = {};
-    for (const [k, [s, n]] of this.sums) out[k] = s / n;
-    return out;
-  }
 }
 
 // ---------------------------------------------------------------------------------------------
