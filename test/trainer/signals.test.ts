@@ -169,6 +169,28 @@ describe("SIGINT and SIGTERM answered in every phase (real child processes)", ()
   });
 });
 
+describe("SIGINT while both nets train on workers (--parallel on)", () => {
+  test("the workers stop after their current step; the checkpoint holds each net's place, and the resumed run ends as the uninterrupted parallel run", async () => {
+    const reference = join(tmp.dir, "parallel-full");
+    const whole = spawnTrain(argvFor(reference, { parallel: "on" }));
+    expect([await exitOf(whole), whole.output().slice(-2000)]).toEqual([0, expect.any(String)]);
+
+    const dir = join(tmp.dir, "parallel");
+    const interrupted = join(dir, OUTPUT_FILES.interrupted);
+    const child = spawnTrain(argvFor(dir, { parallel: "on" }), { PC2_SIGSTOP_AT: "warmup" });
+    await waitStopped(child); // at the first step that a worker reported
+    process.kill(child.proc.pid, "SIGINT");
+    process.kill(child.proc.pid, "SIGCONT");
+    expect(await exitOf(child)).toBe(130);
+    const { cursor } = readCheckpointFile(interrupted).state;
+    expect([cursor.stage, cursor.epoch, cursor.part]).toEqual(["warmup", 0, 0]);
+    expect(cursor.lanes).toBeDefined(); // inside warmup A+B: each net's own step count
+    const resumed = spawnTrain(argvFor(dir, { parallel: "on", resume: true, model_path: interrupted }));
+    expect([await exitOf(resumed), resumed.output().slice(-2000)]).toEqual([0, expect.any(String)]);
+    expectSameFinalRun(reference, dir, 0);
+  });
+});
+
 describe("a second signal aborts at once", () => {
   test("after the first SIGINT, a second one ends the process in the middle of a step that never yields", async () => {
     const child = Bun.spawn([process.execPath, join(import.meta.dir, "fixtures", "stop-signals-child.ts")], { stdout: "pipe", stderr: "pipe" });

@@ -38,6 +38,9 @@ export const TINY_FLAGS: Record<string, string> = {
   learning_rate: "0.001",
   log_step: "1",
   seed: "0",
+  // One net after the other, as the official code: the tests name parts "warmup A", "train B", …
+  // (test/trainer/parallel.test.ts runs --parallel on).
+  parallel: "off",
 };
 
 /** argv of a tiny run on `ds` writing to `out`; `extra` flags override (a later flag wins). */
