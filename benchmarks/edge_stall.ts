@@ -31,6 +31,7 @@ import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { Random } from "../shared/random";
 import { loadAverage, percentile } from "./support/stats";
+import { exportEdgeModel, startEdgeServer } from "./support/edge_process";
 
 const REPO = resolve(import.meta.dir, "..");
 const { values, positionals } = parseArgs({
@@ -45,48 +46,8 @@ const serverFlags = positionals;
 
 // --- server ------------------------------------------------------------------------------------
 
-interface Server {
-  url: string;
-  pid: number;
-  stop(): Promise<void>;
-}
-
-async function exportModel(dir: string): Promise<string> {
-  const modelDir = join(dir, "model");
-  const proc = Bun.spawn([process.execPath, join(REPO, "test/edge/browser/export-model.ts"), modelDir, split], { cwd: REPO, stdout: "pipe", stderr: "pipe" });
-  const [err, code] = await Promise.all([new Response(proc.stderr).text(), proc.exited]);
-  if (code !== 0) throw new Error(`export-model.ts exited ${code}:\n${err}`);
-  return modelDir;
-}
-
-async function startServer(modelDir: string): Promise<Server> {
-  const proc = Bun.spawn([process.execPath, "edge/bun.ts", "--model", modelDir, "--port", "0", ...serverFlags], { cwd: serverRoot, stdout: "pipe", stderr: "inherit", stdin: "ignore" });
-  const stop = async () => {
-    proc.kill();
-    await proc.exited;
-  };
-  const reader = proc.stdout.getReader();
-  let text = "";
-  const timer = setTimeout(() => proc.kill(), 120_000);
-  try {
-    for (;;) {
-      const { value, done } = await reader.read();
-      if (done) throw new Error(`the server exited (${await proc.exited}) before it served:\n${text}`);
-      text += new TextDecoder().decode(value);
-      const m = /on (http:\/\/\S+)/.exec(text);
-      if (m) {
-        console.log(text.trim());
-        return { url: m[1]!, pid: proc.pid, stop };
-      }
-    }
-  } catch (error) {
-    await stop();
-    throw error;
-  } finally {
-    clearTimeout(timer);
-    reader.releaseLock();
-  }
-}
+const exportModel = (dir: string) => exportEdgeModel(dir, split);
+const startServer = (modelDir: string) => startEdgeServer(modelDir, serverFlags, serverRoot);
 
 /** RSS of a process and its descendants, bytes (threads, Bun's Workers among them, are in their process's). */
 function treeRss(pid: number): number {
