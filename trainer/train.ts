@@ -279,31 +279,11 @@ async function splitPart(ctx: PartContext): Promise<RandomState> {
   const { run, data, hooks } = ctx;
   const c = run.config;
   const N = data.train.length;
-  const K = run.model.proj_dim;
   const rng = Random.fromState(run.cursor.dataRng);
-  const losses = { A: new Float64Array(N), B: new Float64Array(N) };
-  const ctt = { A: new Float64Array(N), B: new Float64Array(N) };
-  const total = batchCount(N, c.batch_size);
-  hooks.progress.start(`split [${run.cursor.epoch}]`, total);
-  let step = 0;
-  for (const batch of shuffledBatches(data.pairs, rng, { batchSize: c.batch_size })) {
-    for (const k of ["A", "B"] as const) {
-      const { loss, probs } = evalLoss(run.nets[k].params, batch, c.margin);
-      const bank = run.banks[k];
-      const bad: Record<string, number[]> = {};
-      for (let b = 0; b < batch.size; b++) {
-        const id = batch.ids[b];
-        losses[k][id] = loss[b];
-        if (bank.has[id]) ctt[k][id] = klConsistency(probs.subarray(b * K, (b + 1) * K), bank.probs.subarray(id * K, (id + 1) * K), K)[0];
-        if (!Number.isFinite(losses[k][id])) (bad[`per-sample loss is ${losses[k][id]}`] ??= []).push(id);
-        if (!Number.isFinite(ctt[k][id])) (bad[`PO consistency is ${ctt[k][id]}`] ??= []).push(id);
-      }
-      for (const [what, ids] of Object.entries(bad)) {
-        throw new TrainingFault(`split, epoch ${run.cursor.epoch}, batch ${step}, net ${k}: ${what} (sample ids ${ids.slice(0, 16).join(", ")}); training stopped, the last good checkpoint is intact`);
-      }
-    }
-    hooks.progress.tick(++step);
-  }
+  hooks.progress.start(`split [${run.cursor.epoch}]`, batchCount(N, c.batch_size));
+  const { losses, ctt } = splitCriteria(run, data, rng, (step, k, what, ids) => {
+    throw new TrainingFault(`split, epoch ${run.cursor.epoch}, batch ${step}, net ${k}: ${what} (sample ids ${ids.slice(0, 16).join(", ")}); training stopped, the last good checkpoint is intact`);
+  }, (step) => hooks.progress.tick(step));
   hooks.progress.end();
   const known = data.noise.source !== "none";
   const out = {} as { A: NetSplit; B: NetSplit };
@@ -313,10 +293,7 @@ async function splitPart(ctx: PartContext): Promise<RandomState> {
       ["loss", losses[k]],
       ["po", ctt[k]],
     ] as const) {
-      const x = minMaxNormalize(values);
-      const gmm = fitGmm1D(x);
-      const prob = Float32Array.from(gmm.predictProba(x)[cleanComponent(gmm)]);
-      const split = splitProb(prob, c.p_threshold);
+      const { x, gmm, prob, split } = mixtureSplit(values, c.p_threshold);
       if (split.forced) hooks.log("No estimated noisy data. Enforce the 1/100 data with small probability to be unlabeled.");
       const q = known ? splitPrecisionRecall(split.clean, data.noise.noisy) : null;
       const selected = split.clean.reduce((a, v) => a + (v ? 0 : 1), 0);
@@ -345,6 +322,51 @@ async function splitPart(ctx: PartContext): Promise<RandomState> {
   }
   run.split = out;
   return rng.state();
+}
+
+/**
+ * The split's criteria for both nets (eval mode): each training pair's per-sample loss and the KL
+ * consistency of its PO output with the bank (0 where the bank has no entry). `bad` is called
+ * with the pairs whose value is not finite.
+ */
+export function splitCriteria(
+  run: Pick<Run, "nets" | "banks" | "config" | "model">,
+  data: Data,
+  rng: Random,
+  bad: (step: number, net: NetName, what: string, ids: number[]) => void,
+  tick: (step: number) => void = () => {},
+): { losses: { A: Float64Array; B: Float64Array }; ctt: { A: Float64Array; B: Float64Array } } {
+  const c = run.config;
+  const N = data.train.length;
+  const K = run.model.proj_dim;
+  const losses = { A: new Float64Array(N), B: new Float64Array(N) };
+  const ctt = { A: new Float64Array(N), B: new Float64Array(N) };
+  let step = 0;
+  for (const batch of shuffledBatches(data.pairs, rng, { batchSize: c.batch_size })) {
+    for (const k of ["A", "B"] as const) {
+      const { loss, probs } = evalLoss(run.nets[k].params, batch, c.margin);
+      const bank = run.banks[k];
+      const found: Record<string, number[]> = {};
+      for (let b = 0; b < batch.size; b++) {
+        const id = batch.ids[b];
+        losses[k][id] = loss[b];
+        if (bank.has[id]) ctt[k][id] = klConsistency(probs.subarray(b * K, (b + 1) * K), bank.probs.subarray(id * K, (id + 1) * K), K)[0];
+        if (!Number.isFinite(losses[k][id])) (found[`per-sample loss is ${losses[k][id]}`] ??= []).push(id);
+        if (!Number.isFinite(ctt[k][id])) (found[`PO consistency is ${ctt[k][id]}`] ??= []).push(id);
+      }
+      for (const [what, ids] of Object.entries(found)) bad(step, k, what, ids);
+    }
+    tick(++step);
+  }
+  return { losses, ctt };
+}
+
+/** One criterion's split: min-max normalised, a two-component mixture, its clean posteriors, the threshold rule. */
+export function mixtureSplit(values: Float64Array, pThreshold: number) {
+  const x = minMaxNormalize(values);
+  const gmm = fitGmm1D(x);
+  const prob = Float32Array.from(gmm.predictProba(x)[cleanComponent(gmm)]);
+  return { x, gmm, prob, split: splitProb(prob, pThreshold) };
 }
 
 function histogram(x: Float64Array, noisy: Uint8Array | null, bins: number): { bins: number; clean: number[]; noisy: number[] | null } {
