@@ -11,3 +11,34 @@ export function median(xs: number[]): number {
 export function loadAverage(): string {
   return loadavg().map((x) => x.toFixed(2)).join(", ");
 }
+
+/** log(n!) by summing logs (exact enough for the small counts of a 2 × 2 table). */
+function logFactorial(n: number): number {
+  let s = 0;
+  for (let i = 2; i <= n; i++) s += Math.log(i);
+  return s;
+}
+
+/**
+ * Two-sided Fisher exact test of a 2 × 2 table [[a, b], [c, d]] (rows: groups, columns: outcome):
+ * the probability, under independence with the margins fixed, of a table at most as likely as the
+ * observed one (scipy.stats.fisher_exact's two-sided p, with its relative tolerance 1e-7 on ties).
+ */
+export function fisherExact(table: [[number, number], [number, number]]): number {
+  const [[a, b], [c, d]] = table;
+  for (const x of [a, b, c, d]) if (!Number.isInteger(x) || x < 0) throw new Error(`fisherExact: counts must be non-negative integers, got ${JSON.stringify(table)}`);
+  const r1 = a + b;
+  const r2 = c + d;
+  const c1 = a + c;
+  const n = r1 + r2;
+  if (n === 0) return 1;
+  const base = logFactorial(r1) + logFactorial(r2) + logFactorial(c1) + logFactorial(n - c1) - logFactorial(n);
+  const logP = (x: number) => base - logFactorial(x) - logFactorial(r1 - x) - logFactorial(c1 - x) - logFactorial(r2 - c1 + x);
+  const observed = logP(a);
+  let p = 0;
+  for (let x = Math.max(0, c1 - r2); x <= Math.min(r1, c1); x++) {
+    const lp = logP(x);
+    if (lp <= observed + 1e-7) p += Math.exp(lp);
+  }
+  return Math.min(1, p);
+}
