@@ -57,6 +57,8 @@ if (import.meta.main) {
     console.error("usage: bun benchmarks/support/official-checkpoint.ts <official.safetensors> <checkpoint.safetensors>");
     process.exit(2);
   }
+  const { initBackend } = await import("../../trainer/backend");
+  await initBackend("cpu");
   await convertOfficialWarmup(src, out);
   console.log(`wrote ${out}`);
 }

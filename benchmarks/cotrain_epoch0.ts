@@ -1,0 +1,214 @@
+/**
+ * Co-training epoch 0 from one shared warmup state, over many data-order seeds: how often does a
+ * net collapse in our trainer, and how often in the official code? (issue 16)
+ *
+ *   bun benchmarks/cotrain_epoch0.ts --checkpoint <warmup.safetensors> --seeds 1-10 --out <dir> \
+ *       [--official <official.json>] [--jobs 1] [--backend wasm] [-- <more train flags>]
+ *
+ * The warmup state is the official one: run the official code with the e2e command line of
+ * `../shared/reference/e2e/official_summary.json` and `--num_epochs 0`, convert its
+ * `warmup_model_3.pth.tar` and PO banks with `support/official_to_safetensors.py` and
+ * `support/official-checkpoint.ts` (the checkpoint records no seed, so `--seed` decides data order
+ * and dropout). For every seed this script runs our trainer (a child process each, reused when its
+ * result file exists) with the e2e flags, `--model_path <checkpoint> --num_epochs 1 --recovery off
+ * --seed <s>` and records per net: the spread of its dev similarities (std over every pair), its
+ * own dev rsum, the loss split's clean share at the start of epoch 0 and the one the trained nets
+ * give (the split epoch 1 would start from), and the two-net dev rsum.
+ *
+ * `--official` is the JSON the official runs produced (same fields per seed; the instrumentation is
+ * described in docs/fidelity.md): `{ "runs": [ {seed, rsum, A: {std, rsum}, B: …, splits: [...],
+ * next_split: {...}}, ... ], "reference": {A: {std, rsum}, B: …} }`.
+ *
+ * A net is collapsed by the trainer's rule (shared/eval/diagnostics.ts `collapsed`) against the
+ * warmup state's own spread and rsum. Printed: a table, the collapse counts of each code (runs that
+ * lost a net; nets lost) and the two-sided Fisher exact p of runs-with-a-collapse, ours vs official.
+ */
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { join, resolve } from "node:path";
+import { parseArgs } from "node:util";
+import { type NetReference, collapsed } from "../shared/eval/diagnostics";
+import { fisherExact } from "./support/stats";
+
+export const E2E = resolve(import.meta.dir, "../../shared/reference/e2e");
+/** The official e2e command line (official_summary.json) without --seed, --num_epochs and --output_dir. */
+export function e2eFlags(e2e = E2E): string[] {
+  return [
+    "--data_name", "f30k_precomp", "--data_path", e2e, "--vocab_path", join(e2e, "vocab"),
+    "--noise_ratio", "0.4", "--noise_file", join(e2e, "noise_0.4.npy"),
+    "--img_dim", "48", "--embed_size", "64", "--word_dim", "32", "--sim_dim", "32", "--proj_dim", "16",
+    "--batch_size", "32", "--learning_rate", "0.001", "--lr_update", "4", "--warmup_epoch", "4", "--warmup_epoch_2", "4",
+    "--lambda_en", "10", "--log_step", "50",
+  ];
+}
+
+export interface NetResult {
+  std: number;
+  mean?: number;
+  rsum: number;
+}
+export interface SeedResult {
+  seed: number;
+  /** The two-net dev rsum after epoch 0. */
+  rsum: number;
+  A: NetResult;
+  B: NetResult;
+  /** The splits of the epochs run (clean shares by loss and by PO). */
+  splits: Array<{ epoch: number; clean_share_A: number; clean_share_B: number; clean_share_ctt_A?: number; clean_share_ctt_B?: number }>;
+  /** The split the trained nets give (the one epoch 1 would start from). */
+  next_split: { clean_share_A: number; clean_share_B: number; clean_share_ctt_A?: number; clean_share_ctt_B?: number };
+  /** Each net of the warmup state on the dev split. */
+  reference?: { A: NetReference; B: NetReference };
+}
+
+function parseSeeds(s: string): number[] {
+  const out: number[] = [];
+  for (const part of s.split(",")) {
+    const m = /^(\d+)-(\d+)$/.exec(part.trim());
+    if (m) for (let i = Number(m[1]); i <= Number(m[2]); i++) out.push(i);
+    else out.push(Number(part));
+  }
+  return out;
+}
+
+/** One seed in this process: train epoch 0 from the checkpoint, then measure. */
+async function child(checkpoint: string, seed: number, out: string, backend: string, extra: string[]): Promise<void> {
+  const { initBackend } = await import("../trainer/backend");
+  const { parseTrainArgs } = await import("../trainer/config");
+  const { train, splitCriteria, mixtureSplit } = await import("../trainer/train");
+  const { Random } = await import("../shared/random");
+  await initBackend(backend as "wasm");
+  const dir = join(out, `ours_seed${seed}`);
+  const config = parseTrainArgs([...e2eFlags(), "--model_path", checkpoint, "--num_epochs", "1", "--recovery", "off", "--seed", String(seed), "--output_dir", dir, ...extra]);
+  const lines: string[] = [];
+  let nextSplit: SeedResult["next_split"] | null = null;
+  let reference: SeedResult["reference"];
+  const r = await train(
+    config,
+    {
+      log: (l) => lines.push(l),
+      progress: { start() {}, tick() {}, end() {} },
+      stopRequested: () => false,
+      async finish(run, data) {
+        reference = run.reference ?? undefined;
+        const { losses, ctt } = splitCriteria(run, data, new Random(12345), () => {});
+        const share = (v: Float64Array) => {
+          const { split } = mixtureSplit(v, run.config.p_threshold);
+          return split.clean.reduce((a, b) => a + b, 0) / split.clean.length;
+        };
+        nextSplit = { clean_share_A: share(losses.A), clean_share_B: share(losses.B), clean_share_ctt_A: share(ctt.A), clean_share_ctt_B: share(ctt.B) };
+      },
+    },
+    { cacheDir: join(out, ".cache") },
+  );
+  writeFileSync(join(dir, "log.txt"), `${lines.join("\n")}\n`);
+  const v = r.lastValidation!;
+  const recs = readFileSync(join(dir, "metrics.jsonl"), "utf8").trim().split("\n").map((l) => JSON.parse(l));
+  const splitShare = (net: string, by: string) => {
+    const s = recs.find((x) => x.type === "split" && x.epoch === 0 && x.net === net && x.by === by);
+    return (s.size - s.selected_noisy) / s.size;
+  };
+  const result: SeedResult = {
+    seed,
+    rsum: v.rsum,
+    A: { std: v.spreads![0].std, mean: v.spreads![0].mean, rsum: v.spreads![0].rsum! },
+    B: { std: v.spreads![1].std, mean: v.spreads![1].mean, rsum: v.spreads![1].rsum! },
+    splits: [{ epoch: 0, clean_share_A: splitShare("A", "loss"), clean_share_B: splitShare("B", "loss"), clean_share_ctt_A: splitShare("A", "po"), clean_share_ctt_B: splitShare("B", "po") }],
+    next_split: nextSplit!,
+    reference,
+  };
+  writeFileSync(join(out, `ours_seed${seed}.json`), `${JSON.stringify(result, null, 1)}\n`);
+}
+
+/** Runs that lost a net, and nets lost, under the collapse rule against the warmup reference. */
+export function collapseCounts(runs: SeedResult[], reference: { A: NetReference; B: NetReference }) {
+  let runsLost = 0;
+  let netsLost = 0;
+  const flags = runs.map((r) => {
+    const lost = (["A", "B"] as const).filter((k) => collapsed({ mean: 0, std: r[k].std, meanPos: 0, stdPos: 0, rsum: r[k].rsum }, reference[k]));
+    if (lost.length) runsLost++;
+    netsLost += lost.length;
+    return lost;
+  });
+  return { runsLost, netsLost, flags };
+}
+
+function table(name: string, runs: SeedResult[], flags: string[][]): string[] {
+  const f = (x: number, d = 1) => (Number.isFinite(x) ? x.toFixed(d) : "–");
+  const rows = [`| ${name} seed | A std | A rsum | B std | B rsum | clean share at epoch 0 (A / B) | after epoch 0 (A / B) | dev rsum | collapsed |`, "|---|---|---|---|---|---|---|---|---|"];
+  runs.forEach((r, i) => {
+    const s0 = r.splits[0];
+    rows.push(`| ${r.seed} | ${r.A.std.toExponential(2)} | ${f(r.A.rsum)} | ${r.B.std.toExponential(2)} | ${f(r.B.rsum)} | ${f(s0.clean_share_A, 3)} / ${f(s0.clean_share_B, 3)} | ${f(r.next_split.clean_share_A, 3)} / ${f(r.next_split.clean_share_B, 3)} | ${f(r.rsum)} | ${flags[i].join(", ") || "–"} |`);
+  });
+  return rows;
+}
+
+export function report(ours: SeedResult[], official: SeedResult[] | null, reference: { A: NetReference; B: NetReference }): string {
+  const out: string[] = [];
+  out.push(`warmup state on the dev split: A std ${reference.A.std.toExponential(3)} rsum ${reference.A.rsum.toFixed(1)}; B std ${reference.B.std.toExponential(3)} rsum ${reference.B.rsum.toFixed(1)}`);
+  const o = collapseCounts(ours, reference);
+  out.push("", ...table("ours", ours, o.flags));
+  let off: ReturnType<typeof collapseCounts> | null = null;
+  if (official) {
+    off = collapseCounts(official, reference);
+    out.push("", ...table("official", official, off.flags));
+  }
+  out.push("", `ours: ${o.runsLost} of ${ours.length} runs lost a net (${o.netsLost} nets of ${2 * ours.length})`);
+  if (official && off) {
+    out.push(`official: ${off.runsLost} of ${official.length} runs lost a net (${off.netsLost} nets of ${2 * official.length})`);
+    const p = fisherExact([
+      [o.runsLost, ours.length - o.runsLost],
+      [off.runsLost, official.length - off.runsLost],
+    ]);
+    const pNets = fisherExact([
+      [o.netsLost, 2 * ours.length - o.netsLost],
+      [off.netsLost, 2 * official.length - off.netsLost],
+    ]);
+    out.push(`two-sided Fisher exact p: runs with a collapse ${p.toPrecision(3)}; nets ${pNets.toPrecision(3)}`);
+  }
+  return out.join("\n");
+}
+
+if (import.meta.main) {
+  const { values, positionals } = parseArgs({
+    options: {
+      checkpoint: { type: "string" },
+      seeds: { type: "string", default: "1-10" },
+      out: { type: "string" },
+      official: { type: "string" },
+      jobs: { type: "string", default: "1" },
+      backend: { type: "string", default: "wasm" },
+      child: { type: "string" },
+    },
+    allowPositionals: true,
+  });
+  if (!values.out || (!values.checkpoint && !values.official)) {
+    console.error("usage: bun benchmarks/cotrain_epoch0.ts --checkpoint <warmup.safetensors> --out <dir> [--seeds 1-10] [--official <json>] [--jobs 1] [-- train flags]");
+    process.exit(2);
+  }
+  const out = resolve(values.out);
+  mkdirSync(out, { recursive: true });
+  if (values.child !== undefined) {
+    await child(resolve(values.checkpoint!), Number(values.child), out, values.backend!, positionals);
+    process.exit(0);
+  }
+  const seeds = parseSeeds(values.seeds!);
+  if (values.checkpoint) {
+    const todo = seeds.filter((s) => !existsSync(join(out, `ours_seed${s}.json`)));
+    const jobs = Math.max(1, Number(values.jobs));
+    const runOne = async (s: number) => {
+      const t0 = performance.now();
+      const p = Bun.spawn(["nice", "bun", import.meta.path, "--child", String(s), "--checkpoint", values.checkpoint!, "--out", out, "--backend", values.backend!, "--", ...positionals], { stdout: "inherit", stderr: "inherit" });
+      if ((await p.exited) !== 0) throw new Error(`seed ${s}: child exited with ${p.exitCode}`);
+      console.error(`seed ${s} done in ${((performance.now() - t0) / 1000).toFixed(0)} s`);
+    };
+    const queue = [...todo];
+    await Promise.all(Array.from({ length: Math.min(jobs, queue.length) }, async () => {
+      while (queue.length) await runOne(queue.shift()!);
+    }));
+  }
+  const ours = seeds.filter((s) => existsSync(join(out, `ours_seed${s}.json`))).map((s) => JSON.parse(readFileSync(join(out, `ours_seed${s}.json`), "utf8")) as SeedResult);
+  const officialJson = values.official ? (JSON.parse(readFileSync(values.official, "utf8")) as { runs: SeedResult[]; reference?: { A: NetReference; B: NetReference } }) : null;
+  const reference = ours.find((r) => r.reference)?.reference ?? officialJson?.reference;
+  if (!reference) throw new Error("no warmup reference: neither our runs nor the official JSON hold one");
+  console.log(report(ours, officialJson ? officialJson.runs.filter((r) => seeds.includes(r.seed)) : null, reference));
+}
