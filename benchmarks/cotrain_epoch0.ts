@@ -71,7 +71,7 @@ function parseSeeds(s: string): number[] {
 }
 
 /** One seed in this process: train epoch 0 from the checkpoint, then measure. */
-async function child(checkpoint: string, seed: number, out: string, backend: string, extra: string[]): Promise<void> {
+async function child(checkpoint: string, seed: number, out: string, backend: string, extra: string[], splitFrom?: string): Promise<void> {
   const { initBackend } = await import("../trainer/backend");
   const { parseTrainArgs } = await import("../trainer/config");
   const { train, splitCriteria, mixtureSplit } = await import("../trainer/train");
@@ -88,6 +88,14 @@ async function child(checkpoint: string, seed: number, out: string, backend: str
       log: (l) => lines.push(l),
       progress: { start() {}, tick() {}, end() {} },
       stopRequested: () => false,
+      afterSplit(run) {
+        // Bisect: train on the official code's split of this seed (its prob / pred arrays).
+        if (!splitFrom) return;
+        const z = JSON.parse(readFileSync(join(splitFrom, `split_seed${seed}.json`), "utf8")) as Record<string, number[]>;
+        const net = (k: "A" | "B") => ({ prob: Float32Array.from(z[`prob_${k}`]), clean: Uint8Array.from(z[`pred_${k}`]), probCtt: Float32Array.from(z[`prob_ctt_${k}`]), cleanCtt: Uint8Array.from(z[`pred_ctt_${k}`]) });
+        run.split = { A: net("A"), B: net("B") };
+        lines.push(`split replaced by the official one (${splitFrom})`);
+      },
       async finish(run, data) {
         reference = run.reference ?? undefined;
         const { losses, ctt } = splitCriteria(run, data, new Random(12345), () => {});
@@ -178,17 +186,19 @@ if (import.meta.main) {
       jobs: { type: "string", default: "1" },
       backend: { type: "string", default: "wasm" },
       child: { type: "string" },
+      /** Bisect: a folder of the official runs' epoch-0 splits (split_seed<s>.json) to train on instead of ours. */
+      "split-from": { type: "string" },
     },
     allowPositionals: true,
   });
-  if (!values.out || (!values.checkpoint && !values.official)) {
+  if (!values.out) {
     console.error("usage: bun benchmarks/cotrain_epoch0.ts --checkpoint <warmup.safetensors> --out <dir> [--seeds 1-10] [--official <json>] [--jobs 1] [-- train flags]");
     process.exit(2);
   }
   const out = resolve(values.out);
   mkdirSync(out, { recursive: true });
   if (values.child !== undefined) {
-    await child(resolve(values.checkpoint!), Number(values.child), out, values.backend!, positionals);
+    await child(resolve(values.checkpoint!), Number(values.child), out, values.backend!, positionals, values["split-from"] && resolve(values["split-from"]));
     process.exit(0);
   }
   const seeds = parseSeeds(values.seeds!);
@@ -197,7 +207,7 @@ if (import.meta.main) {
     const jobs = Math.max(1, Number(values.jobs));
     const runOne = async (s: number) => {
       const t0 = performance.now();
-      const p = Bun.spawn(["nice", "bun", import.meta.path, "--child", String(s), "--checkpoint", values.checkpoint!, "--out", out, "--backend", values.backend!, "--", ...positionals], { stdout: "inherit", stderr: "inherit" });
+      const p = Bun.spawn(["nice", "bun", import.meta.path, "--child", String(s), "--checkpoint", values.checkpoint!, "--out", out, "--backend", values.backend!, ...(values["split-from"] ? ["--split-from", values["split-from"]] : []), "--", ...positionals], { stdout: "inherit", stderr: "inherit" });
       if ((await p.exited) !== 0) throw new Error(`seed ${s}: child exited with ${p.exitCode}`);
       console.error(`seed ${s} done in ${((performance.now() - t0) / 1000).toFixed(0)} s`);
     };

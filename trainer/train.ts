@@ -18,7 +18,7 @@ import { formatRecall } from "../shared/eval/metrics";
 import { klConsistency, minMaxNormalize, splitPrecisionRecall, splitProb } from "../shared/eval/split";
 import { sgrafConfig } from "../shared/model/config";
 import { Adam } from "../shared/model/optim";
-import { NonFiniteLossError, evalLoss, trainStep, unlabeledStep } from "../shared/model/steps";
+import { NonFiniteLossError, type StepOptions, evalLoss, trainStep, unlabeledStep } from "../shared/model/steps";
 import * as tf from "../shared/model/tf";
 import { Random, type RandomState } from "../shared/random";
 import type { PoBank } from "./checkpoint";
@@ -41,6 +41,8 @@ export interface TrainHooks {
   progress: { start(phase: string, total: number): void; tick(step: number, values?: Record<string, number>): void; end(summary?: string): void };
   /** Polled after every step: true once SIGINT/SIGTERM asked the run to stop. */
   stopRequested(): boolean;
+  /** Called after each co-training split (studies may replace `run.split`, e.g. by another code's). */
+  afterSplit?(run: Run, data: Data): void;
   /** Writes the report and the exported model at the end (or after an interruption). */
   finish?(run: Run, data: Data, outputDir: string): Promise<void>;
 }
@@ -175,7 +177,10 @@ export async function train(config0: TrainConfig, hooks: TrainHooks, options: { 
       hooks.log(`Epoch [${epoch}/${config.num_epochs}] lr ${lr}${run.lrScale.A !== 1 || run.lrScale.B !== 1 ? ` (× ${run.lrScale.A} for A, × ${run.lrScale.B} for B after recoveries)` : ""}`);
       while (run.cursor.part < COTRAIN_PARTS.length) {
         const part = COTRAIN_PARTS[run.cursor.part];
-        nextPart(run, part === "split" ? await splitPart(ctx) : await trainPart(ctx, part === "train A" ? "A" : "B"));
+        if (part === "split") {
+          nextPart(run, await splitPart(ctx));
+          hooks.afterSplit?.(run, data);
+        } else nextPart(run, await trainPart(ctx, part === "train A" ? "A" : "B"));
       }
       if (epoch === config.warmup_epoch_2 && config.select === "official") run.bestRsum = 0; // the official reset when pseudo-captioning starts
       const isBest = (r: SplitEvaluation) => r.rsum > run.bestRsum;
@@ -211,7 +216,7 @@ interface PartContext {
   interrupt(): Promise<never>;
 }
 
-function stepOptions(run: Run) {
+function stepOptions(run: Pick<Run, "config" | "modelRng">) {
   const c = run.config;
   return { margin: c.margin, lambdaEn: c.lambda_en, gradClip: c.grad_clip, softMargin: c.soft_margin, hardNegative: true, rng: run.modelRng };
 }
@@ -335,6 +340,8 @@ export function splitCriteria(
   rng: Random,
   bad: (step: number, net: NetName, what: string, ids: number[]) => void,
   tick: (step: number) => void = () => {},
+  /** The batches to walk (default: a shuffled epoch drawn from `rng`). The per-sample loss is a mean over the batch, so they matter. */
+  batches?: Iterable<TrainBatch>,
 ): { losses: { A: Float64Array; B: Float64Array }; ctt: { A: Float64Array; B: Float64Array } } {
   const c = run.config;
   const N = data.train.length;
@@ -342,7 +349,7 @@ export function splitCriteria(
   const losses = { A: new Float64Array(N), B: new Float64Array(N) };
   const ctt = { A: new Float64Array(N), B: new Float64Array(N) };
   let step = 0;
-  for (const batch of shuffledBatches(data.pairs, rng, { batchSize: c.batch_size })) {
+  for (const batch of batches ?? shuffledBatches(data.pairs, rng, { batchSize: c.batch_size })) {
     for (const k of ["A", "B"] as const) {
       const { loss, probs } = evalLoss(run.nets[k].params, batch, c.margin);
       const bank = run.banks[k];
@@ -390,7 +397,6 @@ async function trainPart(ctx: PartContext, which: "A" | "B"): Promise<RandomStat
   const c = run.config;
   const other = which === "A" ? "B" : "A";
   const s = run.split![other];
-  const net = run.nets[which];
   const N = data.train.length;
   const labeledIds: number[] = [];
   const unlabeledIds: number[] = [];
@@ -421,23 +427,10 @@ async function trainPart(ctx: PartContext, which: "A" | "B"): Promise<RandomStat
     const bu = nextU.done ? null : nextU.value;
     const i = run.cursor.step;
     if (bl.size === 1 || bu?.size === 1) break;
-    const targets = new Float32Array(bl.size);
-    for (let b = 0; b < bl.size; b++) {
-      const id = bl.ids[b];
-      targets[b] = s.prob[id] + (1 - s.prob[id]) * s.probCtt[id] * s.cleanCtt[id];
-    }
     try {
-      const r = trainStep(net, bl, "lb_train", stepOptions(run), { values: targets, axis: "row" });
-      meter.add(r.losses, bl.size);
-      if (useUnlabeled && bu) {
-        const u = unlabeledStep(net, bu, bl, stepOptions(run));
-        // --po_bank_index subset: the official code stores these under the batch's positions inside
-        // the unlabeled / labeled subsets, which are other captions' entries in the bank.
-        const subset = c.po_bank_index === "subset";
-        writeBank(run.banks[which], subset ? bu.positions : bu.ids, u.bank);
-        writeBank(run.banks[which], subset ? bl.positions : bl.ids, u.bankLabeled!);
-        meter.add({ triplet_loss_u: u.losses.triplet_loss }, bu.size);
-      }
+      const r = cotrainStep(run, which, s, bl, useUnlabeled ? bu : null);
+      meter.add(r.labeled, bl.size);
+      if (r.unlabeled) meter.add(r.unlabeled, bu!.size);
     } catch (e) {
       withContext(e, `train ${which}, epoch ${run.cursor.epoch}, step ${i}`, bl);
     }
@@ -445,6 +438,46 @@ async function trainPart(ctx: PartContext, which: "A" | "B"): Promise<RandomStat
   }
   hooks.progress.end();
   return rng.state();
+}
+
+/**
+ * The official label refinement of a labeled batch (the peer's split): per caption
+ * prob + (1 − prob) · ctt_prob · ctt_label, looked up by the caption's dataset id.
+ */
+export function labeledTargets(s: NetSplit, ids: ArrayLike<number>): Float32Array {
+  const targets = new Float32Array(ids.length);
+  for (let b = 0; b < ids.length; b++) {
+    const id = ids[b];
+    targets[b] = s.prob[id] + (1 - s.prob[id]) * s.probCtt[id] * s.cleanCtt[id];
+  }
+  return targets;
+}
+
+/**
+ * One co-training step of net `which` on the peer's split `s`: a labeled step with the refined
+ * targets as [B, 1] margin labels (the official tensor shape: they scale row i of the scores), then,
+ * when an unlabeled batch is given (from `warmup_epoch_2` on), an unlabeled step with pseudo-captions
+ * from the labeled batch, whose PO outputs go to the net's bank.
+ */
+export function cotrainStep(
+  run: Pick<Run, "nets" | "banks" | "config" | "modelRng">,
+  which: NetName,
+  s: NetSplit,
+  bl: TrainBatch,
+  bu: TrainBatch | null,
+  options: Partial<StepOptions> = {},
+): { labeled: Record<string, number>; unlabeled: Record<string, number> | null } {
+  const net = run.nets[which];
+  const o = { ...stepOptions(run), ...options };
+  const r = trainStep(net, bl, "lb_train", o, { values: labeledTargets(s, bl.ids), axis: "row" });
+  if (!bu) return { labeled: r.losses, unlabeled: null };
+  const u = unlabeledStep(net, bu, bl, o);
+  // --po_bank_index subset: the official code stores these under the batch's positions inside
+  // the unlabeled / labeled subsets, which are other captions' entries in the bank.
+  const subset = run.config.po_bank_index === "subset";
+  writeBank(run.banks[which], subset ? bu.positions : bu.ids, u.bank);
+  writeBank(run.banks[which], subset ? bl.positions : bl.ids, u.bankLabeled!);
+  return { labeled: r.losses, unlabeled: { triplet_loss_u: u.losses.triplet_loss } };
 }
 
 /** Records what the diagnostics found, and logs it where a user will see it. */
