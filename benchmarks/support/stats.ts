@@ -42,3 +42,32 @@ export function fisherExact(table: [[number, number], [number, number]]): number
   }
   return Math.min(1, p);
 }
+
+/**
+ * Two-sided exact Mann-Whitney U test for two small samples without ties (scipy.stats.mannwhitneyu
+ * with method="exact"): p = min(1, 2 · P(U ≤ min(U, n·m − U))) under the null, from the exact
+ * distribution of U (counts of rank arrangements, by the usual recursion).
+ */
+export function mannWhitneyExact(x: number[], y: number[]): number {
+  const n = x.length;
+  const m = y.length;
+  if (!n || !m) return Number.NaN;
+  let u = 0;
+  for (const a of x) for (const b of y) u += a > b ? 1 : a === b ? 0.5 : 0;
+  // c[i][j][k]: arrangements of i x's and j y's with U = k.
+  const max = n * m;
+  let prev: number[][] = Array.from({ length: m + 1 }, () => new Array(max + 1).fill(0));
+  for (let j = 0; j <= m; j++) prev[j][0] = 1;
+  for (let i = 1; i <= n; i++) {
+    const cur: number[][] = Array.from({ length: m + 1 }, () => new Array(max + 1).fill(0));
+    cur[0][0] = 1;
+    for (let j = 1; j <= m; j++) for (let k = 0; k <= max; k++) cur[j][k] = (k >= j ? prev[j][k - j] : 0) + cur[j - 1][k];
+    prev = cur;
+  }
+  const counts = prev[m];
+  const total = counts.reduce((a, b) => a + b, 0);
+  const low = Math.min(u, max - u);
+  let tail = 0;
+  for (let k = 0; k <= Math.floor(low); k++) tail += counts[k];
+  return Math.min(1, (2 * tail) / total);
+}

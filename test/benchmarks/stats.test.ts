@@ -1,5 +1,5 @@
 import { describe, expect, test } from "bun:test";
-import { fisherExact } from "../../benchmarks/support/stats";
+import { fisherExact, mannWhitneyExact } from "../../benchmarks/support/stats";
 
 describe("fisherExact (two-sided)", () => {
   // Expected values: scipy.stats.fisher_exact(table)[1], SciPy 1.10.
@@ -26,4 +26,15 @@ describe("fisherExact (two-sided)", () => {
     expect(() => fisherExact([[1.5, 2], [3, 4]])).toThrow();
     expect(() => fisherExact([[-1, 2], [3, 4]])).toThrow();
   });
+});
+
+describe("mannWhitneyExact (two-sided, no ties)", () => {
+  // Expected: scipy.stats.mannwhitneyu(x, y, alternative="two-sided", method="exact").pvalue, SciPy 1.10.
+  const cases: Array<[number[], number[], number]> = [
+    [[1, 2, 3, 4], [5, 6, 7, 8], 0.02857142857142857],
+    [[1.5, 2.2, 3.1, 9.0, 4.4], [2.0, 5.5, 6.1, 7.3, 8.8, 0.3], 0.7922077922077921],
+    [[0.2, 0.4, 0.1], [0.3, 0.5, 0.6, 0.05], 0.6285714285714286],
+  ];
+  for (const [x, y, p] of cases) test(`${JSON.stringify(x)} vs ${JSON.stringify(y)}`, () => expect(mannWhitneyExact(x, y)).toBeCloseTo(p, 12));
+  test("symmetric in the samples", () => expect(mannWhitneyExact([5, 6, 7, 8], [1, 2, 3, 4])).toBeCloseTo(0.02857142857142857, 12));
 });
