@@ -92,9 +92,17 @@ async function child(checkpoint: string, seed: number, out: string, backend: str
         // Bisect: train on the official code's split of this seed (its prob / pred arrays).
         if (!splitFrom) return;
         const z = JSON.parse(readFileSync(join(splitFrom, `split_seed${seed}.json`), "utf8")) as Record<string, number[]>;
-        const net = (k: "A" | "B") => ({ prob: Float32Array.from(z[`prob_${k}`]), clean: Uint8Array.from(z[`pred_${k}`]), probCtt: Float32Array.from(z[`prob_ctt_${k}`]), cleanCtt: Uint8Array.from(z[`pred_ctt_${k}`]) });
+        // SPLIT_FIELDS: all (default), pred (the official clean sets, our posteriors) or prob (the reverse).
+        const fields = process.env.SPLIT_FIELDS ?? "all";
+        const ours = run.split!;
+        const net = (k: "A" | "B") => ({
+          prob: fields === "pred" ? ours[k].prob : Float32Array.from(z[`prob_${k}`]),
+          clean: fields === "prob" ? ours[k].clean : Uint8Array.from(z[`pred_${k}`]),
+          probCtt: fields === "pred" ? ours[k].probCtt : Float32Array.from(z[`prob_ctt_${k}`]),
+          cleanCtt: fields === "prob" ? ours[k].cleanCtt : Uint8Array.from(z[`pred_ctt_${k}`]),
+        });
         run.split = { A: net("A"), B: net("B") };
-        lines.push(`split replaced by the official one (${splitFrom})`);
+        lines.push(`split replaced by the official one (${splitFrom}, fields ${fields})`);
       },
       async finish(run, data) {
         reference = run.reference ?? undefined;
