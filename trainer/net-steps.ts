@@ -7,7 +7,7 @@
  * A part's data order comes from `dataRng` as it was at the part's start (a resumed part redraws it
  * and skips the steps done); dropout draws from `modelRng`, which the steps advance.
  */
-import { NonFiniteLossError, type Net, trainStep, unlabeledStep } from "../shared/model/steps";
+import { NonFiniteLossError, type Net, type StepOptions, trainStep, unlabeledStep } from "../shared/model/steps";
 import type { Random } from "../shared/random";
 import type { NetSplit, PoBank } from "./checkpoint";
 import type { TrainConfig } from "./config";
@@ -116,23 +116,10 @@ export async function cotrainSteps(lane: LaneState, pairs: PairSource, c: StepCo
     const bu = nextU.done ? null : nextU.value;
     const i = step;
     if (bl.size === 1 || bu?.size === 1) break;
-    const targets = new Float32Array(bl.size);
-    for (let b = 0; b < bl.size; b++) {
-      const id = bl.ids[b];
-      targets[b] = s.prob[id] + (1 - s.prob[id]) * s.probCtt[id] * s.cleanCtt[id];
-    }
     try {
-      const r = trainStep(lane.net, bl, "lb_train", stepOptions(c, lane.modelRng), { values: targets, axis: "row" });
-      meter.add(r.losses, bl.size);
-      if (useUnlabeled && bu) {
-        const u = unlabeledStep(lane.net, bu, bl, stepOptions(c, lane.modelRng));
-        // --po_bank_index subset: the official code stores these under the batch's positions inside
-        // the unlabeled / labeled subsets, which are other captions' entries in the bank.
-        const subset = c.po_bank_index === "subset";
-        writeBank(lane.bank, subset ? bu.positions : bu.ids, u.bank);
-        writeBank(lane.bank, subset ? bl.positions : bl.ids, u.bankLabeled!);
-        meter.add({ triplet_loss_u: u.losses.triplet_loss }, bu.size);
-      }
+      const r = cotrainStep(lane, c, s, bl, useUnlabeled ? bu : null);
+      meter.add(r.labeled, bl.size);
+      if (r.unlabeled) meter.add(r.unlabeled, bu!.size);
     } catch (e) {
       withContext(e, `${where}, step ${i}`, bl);
     }
@@ -140,6 +127,46 @@ export async function cotrainSteps(lane: LaneState, pairs: PairSource, c: StepCo
     if (await onStep(i, total, meter.values())) return { step, stopped: step < total };
   }
   return { step, stopped: false };
+}
+
+/**
+ * The official label refinement of a labeled batch (the peer's split): per caption
+ * prob + (1 − prob) · ctt_prob · ctt_label, looked up by the caption's dataset id.
+ */
+export function labeledTargets(s: NetSplit, ids: ArrayLike<number>): Float32Array {
+  const targets = new Float32Array(ids.length);
+  for (let b = 0; b < ids.length; b++) {
+    const id = ids[b];
+    targets[b] = s.prob[id] + (1 - s.prob[id]) * s.probCtt[id] * s.cleanCtt[id];
+  }
+  return targets;
+}
+
+/**
+ * One co-training step on the peer's split `s`: a labeled step with the refined targets as [B, 1]
+ * margin labels (the official tensor shape: they scale row i of the scores), then, when an
+ * unlabeled batch is given (from `warmup_epoch_2` on), an unlabeled step with pseudo-captions from
+ * the labeled batch, whose PO outputs go to the net's bank. `options` overrides step options
+ * (the fixtures set dropout 0).
+ */
+export function cotrainStep(
+  lane: Pick<LaneState, "net" | "bank" | "modelRng">,
+  c: StepConfig,
+  s: NetSplit,
+  bl: TrainBatch,
+  bu: TrainBatch | null,
+  options: Partial<StepOptions> = {},
+): { labeled: Record<string, number>; unlabeled: Record<string, number> | null } {
+  const o = { ...stepOptions(c, lane.modelRng), ...options };
+  const r = trainStep(lane.net, bl, "lb_train", o, { values: labeledTargets(s, bl.ids), axis: "row" });
+  if (!bu) return { labeled: r.losses, unlabeled: null };
+  const u = unlabeledStep(lane.net, bu, bl, o);
+  // --po_bank_index subset: the official code stores these under the batch's positions inside
+  // the unlabeled / labeled subsets, which are other captions' entries in the bank.
+  const subset = c.po_bank_index === "subset";
+  writeBank(lane.bank, subset ? bu.positions : bu.ids, u.bank);
+  writeBank(lane.bank, subset ? bl.positions : bl.ids, u.bankLabeled!);
+  return { labeled: r.losses, unlabeled: { triplet_loss_u: u.losses.triplet_loss } };
 }
 
 class RunningMeans {

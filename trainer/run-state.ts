@@ -90,11 +90,14 @@ export function startRun(config: TrainConfig, model: SgrafConfig, data: Data, lo
   if (config.po_dir) log(`--po_dir ${config.po_dir}: the PO banks are stored in the checkpoint itself; the folder is not read`);
   const st = ck.state;
   if (!config.resume) {
-    // Co-training from epoch 0 with fresh optimizers, the data and model RNGs where the warmup
-    // left them: the same start as the run that wrote the checkpoint.
-    log(`=> load warmup checkpoint '${config.model_path}'`);
-    run.cursor = { stage: "cotrain", epoch: 0, part: 0, step: 0, dataRng: st.cursor.dataRng };
-    run.modelRng = Random.fromState(st.modelRng);
+    // Co-training from epoch 0 with fresh optimizers. With the seed of the run that wrote the
+    // checkpoint, the data and model RNGs continue where its warmup left them (the same start as
+    // that run); with another --seed (or a checkpoint that records none, as a converted official
+    // one), data order and dropout come from --seed, as the official code draws them from its seed.
+    const sameSeed = st.config.seed === config.seed;
+    log(`=> load warmup checkpoint '${config.model_path}'${sameSeed ? "" : ` (data order and dropout from --seed ${config.seed})`}`);
+    run.cursor = { stage: "cotrain", epoch: 0, part: 0, step: 0, dataRng: sameSeed ? st.cursor.dataRng : dataRng.state() };
+    if (sameSeed) run.modelRng = Random.fromState(st.modelRng);
     run.restorePoint = config.model_path;
     return run;
   }

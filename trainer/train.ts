@@ -23,7 +23,7 @@ import * as tf from "../shared/model/tf";
 import { Random, type RandomState } from "../shared/random";
 import type { TrainConfig } from "./config";
 import { copyFileAtomic, outputError, removeStaleTemporaries, writeFileAtomic } from "./files";
-import { batchCount, batchesInOrder, shuffledOrder } from "./data/batches";
+import { type TrainBatch, batchCount, batchesInOrder, shuffledBatches, shuffledOrder } from "./data/batches";
 import { EvalPool, poolSize } from "./eval-pool";
 import { type Data, loadData } from "./data/load";
 import { type SplitEvaluation, evaluateSplit, formatMetricLines, whilePausing } from "./evaluate";
@@ -48,6 +48,8 @@ export interface TrainHooks {
    * loop (so that signal handlers have run): true once SIGINT/SIGTERM asked the run to stop.
    */
   stopRequested(): boolean;
+  /** Called after each co-training split (studies may replace `run.split`, e.g. by another code's). */
+  afterSplit?(run: Run, data: Data): void;
   /**
    * Writes the report and the exported model at the end (or after an interruption); awaits `pause`
    * between its batches, which throws TrainingInterrupted once a stop is requested.
@@ -224,7 +226,10 @@ export async function train(config0: TrainConfig, hooks: TrainHooks, options: { 
       hooks.log(`Epoch [${epoch}/${config.num_epochs}] lr ${lr}${run.lrScale.A !== 1 || run.lrScale.B !== 1 ? ` (× ${run.lrScale.A} for A, × ${run.lrScale.B} for B after recoveries)` : ""}`);
       while (run.cursor.part < COTRAIN_PARTS.length) {
         const part = COTRAIN_PARTS[run.cursor.part];
-        if (part === "split") nextPart(run, await splitPart(ctx));
+        if (part === "split") {
+          nextPart(run, await splitPart(ctx));
+          hooks.afterSplit?.(run, data);
+        }
         else if (runsParallel(ctx, 1)) nextPart(run, await parallelPart(ctx, "cotrain"), 2);
         else nextPart(run, await trainPart(ctx, part === "train A" ? "A" : "B"));
       }
@@ -428,7 +433,6 @@ async function splitPart(ctx: PartContext): Promise<RandomState> {
   ctx.phase = "split";
   const c = run.config;
   const N = data.train.length;
-  const K = run.model.proj_dim;
   const rng = Random.fromState(run.cursor.dataRng);
   const total = batchCount(N, c.batch_size);
   hooks.progress.start(`split [${run.cursor.epoch}]`, total);
@@ -456,10 +460,7 @@ async function splitPart(ctx: PartContext): Promise<RandomState> {
       ["loss", losses[k]],
       ["po", ctt[k]],
     ] as const) {
-      const x = minMaxNormalize(values);
-      const gmm = fitGmm1D(x);
-      const prob = Float32Array.from(gmm.predictProba(x)[cleanComponent(gmm)]);
-      const split = splitProb(prob, c.p_threshold);
+      const { x, gmm, prob, split } = mixtureSplit(values, c.p_threshold);
       if (split.forced) hooks.log("No estimated noisy data. Enforce the 1/100 data with small probability to be unlabeled.");
       const q = known ? splitPrecisionRecall(split.clean, data.noise.noisy) : null;
       const selected = split.clean.reduce((a, v) => a + (v ? 0 : 1), 0);
@@ -491,30 +492,79 @@ async function splitPart(ctx: PartContext): Promise<RandomState> {
 }
 
 type SplitScores = { losses: { A: Float64Array; B: Float64Array }; ctt: { A: Float64Array; B: Float64Array } };
+type Scoring = Pick<Run, "nets" | "banks" | "config" | "model">;
+
+function emptyScores(n: number): SplitScores {
+  return { losses: { A: new Float64Array(n), B: new Float64Array(n) }, ctt: { A: new Float64Array(n), B: new Float64Array(n) } };
+}
+
+/** Both nets' per-sample loss and PO consistency (eval mode) of one batch, written into `out`. */
+function scoreBatch(run: Scoring, batch: TrainBatch, out: SplitScores): void {
+  const K = run.model.proj_dim;
+  for (const k of ["A", "B"] as const) {
+    const { loss, probs } = evalLoss(run.nets[k].params, batch, run.config.margin);
+    const bank = run.banks[k];
+    for (let b = 0; b < batch.size; b++) {
+      const id = batch.ids[b];
+      out.losses[k][id] = loss[b];
+      if (bank.has[id]) out.ctt[k][id] = klConsistency(probs.subarray(b * K, (b + 1) * K), bank.probs.subarray(id * K, (id + 1) * K), K)[0];
+    }
+  }
+}
 
 /** Per-sample loss and PO consistency of both nets, batch by batch in this thread. */
 async function splitScores(ctx: PartContext, order: Int32Array): Promise<SplitScores> {
   const { run, data, hooks } = ctx;
-  const c = run.config;
   const N = data.train.length;
-  const K = run.model.proj_dim;
-  const out: SplitScores = { losses: { A: new Float64Array(N), B: new Float64Array(N) }, ctt: { A: new Float64Array(N), B: new Float64Array(N) } };
+  const out = emptyScores(N);
   const ids = Int32Array.from({ length: N }, (_, i) => i);
   let step = 0;
-  for (const batch of batchesInOrder(data.pairs, ids, order, { batchSize: c.batch_size })) {
-    for (const k of ["A", "B"] as const) {
-      const { loss, probs } = evalLoss(run.nets[k].params, batch, c.margin);
-      const bank = run.banks[k];
-      for (let b = 0; b < batch.size; b++) {
-        const id = batch.ids[b];
-        out.losses[k][id] = loss[b];
-        if (bank.has[id]) out.ctt[k][id] = klConsistency(probs.subarray(b * K, (b + 1) * K), bank.probs.subarray(id * K, (id + 1) * K), K)[0];
-      }
-    }
+  for (const batch of batchesInOrder(data.pairs, ids, order, { batchSize: run.config.batch_size })) {
+    scoreBatch(run, batch, out);
     hooks.progress.tick(++step);
     await ctx.pause(); // an interrupted split is redone from its start: the cursor is still at step 0
   }
   return out;
+}
+
+/**
+ * The split's criteria for both nets, for studies and fixtures (benchmarks/cotrain_epoch0.ts,
+ * test/cotrain-parity.test.ts): each training pair's per-sample loss and the KL consistency of
+ * its PO output with the bank (0 where the bank has no entry), over `batches` (default: a
+ * shuffled epoch drawn from `rng`; the per-sample loss is a mean over its batch, so they matter).
+ * `bad` is called with a batch's pairs whose value is not finite.
+ */
+export function splitCriteria(
+  run: Scoring,
+  data: Data,
+  rng: Random,
+  bad: (step: number, net: NetName, what: string, ids: number[]) => void,
+  tick: (step: number) => void = () => {},
+  batches?: Iterable<TrainBatch>,
+): SplitScores {
+  const out = emptyScores(data.train.length);
+  let step = 0;
+  for (const batch of batches ?? shuffledBatches(data.pairs, rng, { batchSize: run.config.batch_size })) {
+    scoreBatch(run, batch, out);
+    for (const k of ["A", "B"] as const) {
+      const found: Record<string, number[]> = {};
+      for (const id of batch.ids) {
+        if (!Number.isFinite(out.losses[k][id])) (found[`per-sample loss is ${out.losses[k][id]}`] ??= []).push(id);
+        if (!Number.isFinite(out.ctt[k][id])) (found[`PO consistency is ${out.ctt[k][id]}`] ??= []).push(id);
+      }
+      for (const [what, ids] of Object.entries(found)) bad(step, k, what, ids);
+    }
+    tick(++step);
+  }
+  return out;
+}
+
+/** One criterion's split: min-max normalised, a two-component mixture, its clean posteriors, the threshold rule. */
+export function mixtureSplit(values: Float64Array, pThreshold: number) {
+  const x = minMaxNormalize(values);
+  const gmm = fitGmm1D(x);
+  const prob = Float32Array.from(gmm.predictProba(x)[cleanComponent(gmm)]);
+  return { x, gmm, prob, split: splitProb(prob, pThreshold) };
 }
 
 /** The same scores with each net on a worker of the evaluation pool, both at once. */

@@ -25,6 +25,7 @@ let full: string;
 /** A copy of the full run's latest checkpoint taken as epoch 1 began (a checkpoint at an epoch boundary). */
 let boundary: string;
 
+const finalOf = (dir: string) => join(dir, OUTPUT_FILES.latest);
 const expectSameFinalState = (dir: string) => expectSameFinalRun(full, dir, TOLERANCE);
 
 beforeAll(async () => {
@@ -67,6 +68,23 @@ describe("resume equivalence (cpu)", () => {
       expectSameFinalState(out);
     });
   }
+
+  // A seed study from one warmup state (benchmarks/cotrain_epoch0.ts): with another --seed the data
+  // order and dropout of co-training come from that seed, as the official code draws them from its seed.
+  test("--model_path warmup_model_0 with another --seed co-trains with that seed's data order", async () => {
+    const warmup = join(full, OUTPUT_FILES.warmup(0));
+    const seed = String(tinyConfig(ds, "x").seed + 1);
+    const runs = ["a", "b"].map((name) => join(tmp.dir, `other-seed-${name}`));
+    for (const out of runs) {
+      const hooks = recordingHooks();
+      await train(tinyConfig(ds, out, { model_path: warmup, seed }), hooks);
+      expect(hooks.lines.some((l) => l.includes(`data order and dropout from --seed ${seed}`))).toBe(true);
+    }
+    // Not the uninterrupted run's continuation...
+    expect(checkpointDiff(finalOf(full), finalOf(runs[0])).max).toBeGreaterThan(1e-3);
+    // ...but a function of the seed: two runs with it agree.
+    expect(checkpointDiff(finalOf(runs[0]), finalOf(runs[1])).max).toBeLessThanOrEqual(TOLERANCE);
+  });
 
   test("a run of 1 epoch resumed with --num_epochs 2 (same output dir) equals a run of 2 epochs", async () => {
     const out = join(tmp.dir, "one-then-two");
