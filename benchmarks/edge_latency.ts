@@ -28,6 +28,7 @@ import { parseArgs } from "node:util";
 import { Random } from "../shared/random";
 import type { PresetName, ServerReady } from "./support/edge_server.ts";
 import { BENCH_WORDS } from "./support/words.ts";
+import { spawnUntilReady } from "./support/edge_process";
 
 const { values } = parseArgs({
   options: {
@@ -70,34 +71,17 @@ interface Server {
 }
 
 async function startServer(preset: PresetName): Promise<Server> {
-  const proc = Bun.spawn([process.execPath, join(import.meta.dir, "support/edge_server.ts"), "--preset", preset, "--images", String(images)], {
-    stdout: "pipe",
-    stderr: "inherit",
-    stdin: "ignore",
-  });
-  const stop = async () => {
-    proc.kill();
-    await proc.exited;
-  };
-  const reader = proc.stdout.getReader();
-  const decoder = new TextDecoder();
-  let buffered = "";
-  const timer = setTimeout(() => proc.kill(), SERVER_START_MS);
-  try {
-    for (;;) {
-      const { value, done } = await reader.read();
-      if (done) throw new Error(`edge_server ${preset} exited (${await proc.exited}) before it was ready:\n${buffered}`);
-      buffered += decoder.decode(value, { stream: true });
-      const line = buffered.split("\n").find((l) => l.startsWith('{"ready"'));
-      if (line) return { ready: (JSON.parse(line) as { ready: ServerReady }).ready, stop };
-    }
-  } catch (error) {
-    await stop();
-    throw error;
-  } finally {
-    clearTimeout(timer);
-    reader.releaseLock();
-  }
+  const { value: ready, stop } = await spawnUntilReady(
+    [process.execPath, join(import.meta.dir, "support/edge_server.ts"), "--preset", preset, "--images", String(images)],
+    process.cwd(),
+    (text) => {
+      const line = text.split("\n").find((l) => l.startsWith('{"ready"'));
+      return line ? (JSON.parse(line) as { ready: ServerReady }).ready : null;
+    },
+    `edge_server ${preset}`,
+    SERVER_START_MS,
+  );
+  return { ready, stop };
 }
 
 // --- client ------------------------------------------------------------------------------------

@@ -441,13 +441,9 @@ async function splitPart(ctx: PartContext): Promise<RandomState> {
   const pool = ctx.pool && EvalPool.canServe(data.pairs) ? ctx.pool : null;
   const scores = pool ? await poolSplitScores(ctx, pool, order) : await splitScores(ctx, order);
   hooks.progress.end();
+  const all = Int32Array.from({ length: N }, (_, i) => i);
   for (const k of ["A", "B"] as const) {
-    const bad: Record<string, number[]> = {};
-    for (let id = 0; id < N; id++) {
-      if (!Number.isFinite(scores.losses[k][id])) (bad[`per-sample loss is ${scores.losses[k][id]}`] ??= []).push(id);
-      if (!Number.isFinite(scores.ctt[k][id])) (bad[`PO consistency is ${scores.ctt[k][id]}`] ??= []).push(id);
-    }
-    for (const [what, ids] of Object.entries(bad)) {
+    for (const [what, ids] of nonFinite(scores, k, all)) {
       throw new TrainingFault(`split, epoch ${run.cursor.epoch}, net ${k}: ${what} (sample ids ${ids.slice(0, 16).join(", ")}); training stopped, the last good checkpoint is intact`);
     }
   }
@@ -512,6 +508,17 @@ function scoreBatch(run: Scoring, batch: TrainBatch, out: SplitScores): void {
   }
 }
 
+/** Net k's pairs among `ids` whose loss or PO consistency is not finite, grouped by what was found. */
+function nonFinite(scores: SplitScores, k: NetName, ids: ArrayLike<number>): Array<[string, number[]]> {
+  const found: Record<string, number[]> = {};
+  for (let i = 0; i < ids.length; i++) {
+    const id = ids[i];
+    if (!Number.isFinite(scores.losses[k][id])) (found[`per-sample loss is ${scores.losses[k][id]}`] ??= []).push(id);
+    if (!Number.isFinite(scores.ctt[k][id])) (found[`PO consistency is ${scores.ctt[k][id]}`] ??= []).push(id);
+  }
+  return Object.entries(found);
+}
+
 /** Per-sample loss and PO consistency of both nets, batch by batch in this thread. */
 async function splitScores(ctx: PartContext, order: Int32Array): Promise<SplitScores> {
   const { run, data, hooks } = ctx;
@@ -546,14 +553,7 @@ export function splitCriteria(
   let step = 0;
   for (const batch of batches ?? shuffledBatches(data.pairs, rng, { batchSize: run.config.batch_size })) {
     scoreBatch(run, batch, out);
-    for (const k of ["A", "B"] as const) {
-      const found: Record<string, number[]> = {};
-      for (const id of batch.ids) {
-        if (!Number.isFinite(out.losses[k][id])) (found[`per-sample loss is ${out.losses[k][id]}`] ??= []).push(id);
-        if (!Number.isFinite(out.ctt[k][id])) (found[`PO consistency is ${out.ctt[k][id]}`] ??= []).push(id);
-      }
-      for (const [what, ids] of Object.entries(found)) bad(step, k, what, ids);
-    }
+    for (const k of ["A", "B"] as const) for (const [what, ids] of nonFinite(out, k, batch.ids)) bad(step, k, what, ids);
     tick(++step);
   }
   return out;

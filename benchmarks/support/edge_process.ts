@@ -24,26 +24,27 @@ export async function exportEdgeModel(dir: string, split: "test" | "train" | str
   return modelDir;
 }
 
-/** Starts `bun edge/bun.ts --model <dir> --port 0 [flags]` from `root`; resolves once it listens. */
-export async function startEdgeServer(modelDir: string, flags: string[] = [], root = REPO): Promise<EdgeServer> {
-  const proc = Bun.spawn([process.execPath, "edge/bun.ts", "--model", modelDir, "--port", "0", ...flags], { cwd: root, stdout: "pipe", stderr: "inherit", stdin: "ignore" });
+/**
+ * Spawns a server process (stdout piped, stderr inherited) and reads its stdout until `ready`
+ * finds what it announces; the process is killed if it ends first or takes over `timeoutMs`.
+ */
+export async function spawnUntilReady<T>(cmd: string[], cwd: string, ready: (stdout: string) => T | null, what: string, timeoutMs = 120_000): Promise<{ value: T; pid: number; stop: () => Promise<void> }> {
+  const proc = Bun.spawn(cmd, { cwd, stdout: "pipe", stderr: "inherit", stdin: "ignore" });
   const stop = async () => {
     proc.kill();
     await proc.exited;
   };
   const reader = proc.stdout.getReader();
+  const decoder = new TextDecoder();
   let text = "";
-  const timer = setTimeout(() => proc.kill(), 120_000);
+  const timer = setTimeout(() => proc.kill(), timeoutMs);
   try {
     for (;;) {
       const { value, done } = await reader.read();
-      if (done) throw new Error(`the server exited (${await proc.exited}) before it served:\n${text}`);
-      text += new TextDecoder().decode(value);
-      const m = /on (http:\/\/\S+)/.exec(text);
-      if (m) {
-        console.log(text.trim());
-        return { url: m[1]!, pid: proc.pid, stop };
-      }
+      if (done) throw new Error(`${what} exited (${await proc.exited}) before it was ready:\n${text}`);
+      text += decoder.decode(value, { stream: true });
+      const found = ready(text);
+      if (found !== null) return { value: found, pid: proc.pid, stop };
     }
   } catch (error) {
     await stop();
@@ -52,4 +53,15 @@ export async function startEdgeServer(modelDir: string, flags: string[] = [], ro
     clearTimeout(timer);
     reader.releaseLock();
   }
+}
+
+/** Starts `bun edge/bun.ts --model <dir> --port 0 [flags]` from `root`; resolves once it listens. */
+export async function startEdgeServer(modelDir: string, flags: string[] = [], root = REPO): Promise<EdgeServer> {
+  let announced = "";
+  const { value: url, pid, stop } = await spawnUntilReady([process.execPath, "edge/bun.ts", "--model", modelDir, "--port", "0", ...flags], root, (text) => {
+    announced = text;
+    return /on (http:\/\/\S+)/.exec(text)?.[1] ?? null;
+  }, "the edge server");
+  console.log(announced.trim());
+  return { url, pid, stop };
 }
