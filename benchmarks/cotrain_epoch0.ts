@@ -22,6 +22,10 @@
  * A net is collapsed by the trainer's rule (shared/eval/diagnostics.ts `collapsed`) against the
  * warmup state's own spread and rsum. Printed: a table, the collapse counts of each code (runs that
  * lost a net; nets lost) and the two-sided Fisher exact p of runs-with-a-collapse, ours vs official.
+ *
+ * Bisect switches: `--split-from <dir>` trains on the official split of each seed (SPLIT_FIELDS=all,
+ * pred or prob); ORDER=reseed keeps our split but draws the training order from an unrelated stream.
+ * Every run writes the split it trained on to `<out>/ours_seed<s>/split.json`.
  */
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
@@ -89,6 +93,17 @@ async function child(checkpoint: string, seed: number, out: string, backend: str
       progress: { start() {}, tick() {}, end() {} },
       stopRequested: () => false,
       afterSplit(run) {
+        // Bisect: ORDER=reseed draws the training parts' order (and nothing else) from a stream
+        // unrelated to the one the split pass used, keeping the split itself.
+        if (process.env.ORDER === "reseed") {
+          run.cursor.dataRng = new Random(1_000_003 + seed * 7919).state();
+          lines.push("training order reseeded after the split");
+        }
+        // Our split as it came out (benchmarks/split_agreement.ts compares it with the official ones).
+        const split = run.split!;
+        const arrays = Object.fromEntries((["A", "B"] as const).flatMap((k) => [[`prob_${k}`, [...split[k].prob]], [`pred_${k}`, [...split[k].clean]], [`prob_ctt_${k}`, [...split[k].probCtt]], [`pred_ctt_${k}`, [...split[k].cleanCtt]]]));
+        mkdirSync(dir, { recursive: true });
+        writeFileSync(join(dir, "split.json"), JSON.stringify(arrays));
         // Bisect: train on the official code's split of this seed (its prob / pred arrays).
         if (!splitFrom) return;
         const z = JSON.parse(readFileSync(join(splitFrom, `split_seed${seed}.json`), "utf8")) as Record<string, number[]>;
