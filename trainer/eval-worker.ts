@@ -28,6 +28,13 @@ function openSplit(spec: SplitSpec): PoolSplit {
 
 let stop: Int32Array | null = null;
 
+/**
+ * Every shard and batch leaves its read-backs to the collector, which in a busy worker ran too
+ * seldom: an e2e validation grew the process by ~1.2 GB (2 workers) before it ran. Asked after each
+ * shard and batch, the peak stays near the live data (benchmarks/parallel_e2e.ts measures it).
+ */
+const collect = () => Bun.gc(false);
+
 async function handle(req: PoolRequest, id: number): Promise<{ result: unknown; transfer: ArrayBuffer[] }> {
   switch (req.kind) {
     case "init": {
@@ -48,7 +55,7 @@ async function handle(req: PoolRequest, id: number): Promise<{ result: unknown; 
         const out: Float32Array[] = [];
         for (const b of req.blocks) {
           const images = Int32Array.from({ length: b.images[1] - b.images[0] }, (_, i) => b.images[0] + i);
-          out.push(await ensembleSims([enc], [p], req.budgetBytes === undefined ? {} : { budgetBytes: req.budgetBytes }, images, b.captions));
+          out.push(await ensembleSims([enc], [p], { ...(req.budgetBytes === undefined ? {} : { budgetBytes: req.budgetBytes }), betweenShards: collect }, images, b.captions));
         }
         return { result: out, transfer: out.map((s) => s.buffer as ArrayBuffer) };
       } finally {
@@ -88,6 +95,7 @@ async function handle(req: PoolRequest, id: number): Promise<{ result: unknown; 
         const ids = Int32Array.from({ length: N }, (_, i) => i);
         for (const batch of batchesInOrder({ captions: split.captions, images: split.images, t2i: split.t2i! }, ids, req.order, { batchSize: req.batchSize })) {
           const r = evalLoss(p, batch, req.margin);
+          collect();
           for (let b = 0; b < batch.size; b++) {
             const id = batch.ids[b];
             loss[id] = r.loss[b];
