@@ -23,6 +23,7 @@ import { NLTK_SPEC, type TextSpec, TextSpecSchema, type TokenizerSpec } from "..
 import { REGIONS, type SgrafConfig, SgrafConfigSchema } from "./config";
 import type { EncodedCaptions, EncodedImages } from "./inference";
 import { ParamStore, paramSpecs } from "./params";
+import { type StageOneVectors, stageOneVectors } from "./stage-one";
 import * as tf from "./tf";
 
 export const MODEL_JSON = "model.json";
@@ -107,6 +108,21 @@ export interface Gallery {
   captions: EncodedCaptions[];
   texts: (string | null)[];
   tokens: number[][];
+  /** Per net, the first stage's vectors of images and captions (stage-one.ts); the engine computes them when absent. */
+  stageOne?: GalleryStageOne;
+}
+
+export interface GalleryStageOne {
+  images: StageOneVectors[];
+  captions: StageOneVectors[];
+}
+
+/** A gallery's first-stage vectors, computed from its pooled vectors and the nets' sim_tranglo_w. */
+export function galleryStageOne(g: Pick<Gallery, "images" | "captions">, scales: Float32Array[]): GalleryStageOne {
+  return {
+    images: g.images.map((im, n) => stageOneVectors(im.glo, im.count, scales[n])),
+    captions: g.captions.map((c, n) => stageOneVectors(c.glo, c.count, scales[n])),
+  };
 }
 
 export interface ModelPackage {
