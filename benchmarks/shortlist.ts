@@ -7,10 +7,18 @@
  *     squared column norms of `sim_tranglo_w` (how much each dimension feeds SGRAF's global alignment).
  * On the committed quick model (a full default PC2 run) with the embedded test split (100 images,
  * 500 captions) and train split (400 images, 2,000 captions) as galleries.
+ *
+ * Then the first stage as built (shared/model/stage-one.ts: tranglo on int8 vectors) in what a
+ * user sees: the official recall of exhaustive and two-stage scoring, as /v1/eval reports it
+ * (Pc2Engine.evaluate with a shortlist; k′ counts images for text→image, captions for image→text).
  *   bun benchmarks/shortlist.ts
  */
 import { resolve } from "node:path";
+import { evaluateRecall, formatRecall, rsum } from "../shared/eval/metrics";
 import type { EncodedCaptions, EncodedImages } from "../shared/model/inference";
+import { galleryStageOne } from "../shared/model/package";
+import { dequantize, netTrangloScales, stageOneIndex, stageOneScores } from "../shared/model/stage-one";
+import { twoStageScores } from "../shared/retrieval/shortlist";
 import type { ParamStore } from "../shared/model/params";
 import { initBackend } from "../trainer/backend";
 import { loadSplit, loadVocabulary } from "../trainer/data/datasets";
@@ -102,5 +110,17 @@ for (const split of ["test", "train"] as const) {
         `  ${name.padEnd(7)} k′=${String(kPrime).padStart(3)}: text→image top-1/5/10 kept ${found.t2i.map((x) => pct(x, nC)).join(" / ")}; image→text (k′×${data.perCaptions} captions) ${found.i2t.map((x) => pct(x, nI)).join(" / ")}`,
       );
     }
+  }
+
+  // The first stage as built, and the recall a user sees (Pc2Engine.twoStageRecall's computation).
+  const scales = await Promise.all(pkg.nets.map(netTrangloScales));
+  const built = galleryStageOne({ images: enc.map((e) => ({ ...e.images, count: nI })), captions: enc.map((e) => e.captions) }, scales);
+  const first = stageOneScores(built.images.map(dequantize), nI, stageOneIndex(built.captions));
+  const exhaustive = evaluateRecall(full, nI, data.perCaptions);
+  console.log(`  recall (R@1, R@5, R@10, medr, meanr): exhaustive i2t ${formatRecall(exhaustive.i2t)}; t2i ${formatRecall(exhaustive.t2i)}; rsum ${exhaustive.rsum.toFixed(1)}`);
+  for (const kPrime of [32, 64, 128, 256]) {
+    const t = evaluateRecall(twoStageScores(full, first, nI, nC, kPrime, "t2i"), nI, data.perCaptions).t2i;
+    const i = evaluateRecall(twoStageScores(full, first, nI, nC, kPrime, "i2t"), nI, data.perCaptions).i2t;
+    console.log(`  two-stage k′=${String(kPrime).padStart(3)}: i2t ${formatRecall(i)}; t2i ${formatRecall(t)}; rsum ${rsum(i, t).toFixed(1)}`);
   }
 }

@@ -18,7 +18,8 @@ import { describeRoute, openAPIRouteHandler, resolver, validator } from "hono-op
 import { toJsonSchema } from "@valibot/to-json-schema";
 import type * as v from "valibot";
 import type { AssetSource } from "../shared/retrieval/assets.ts";
-import { EngineInputError, EngineUnsupportedError, type Hit, type ImageQuery, type RetrievalEngine, type TextQuery } from "../shared/retrieval/engine.ts";
+import { EngineInputError, EngineUnsupportedError, type ImageQuery, type RetrievalEngine, type SearchResult, type TextQuery } from "../shared/retrieval/engine.ts";
+import { type Shortlist } from "../shared/retrieval/shortlist.ts";
 import { evalCells, maxEvalImages, scoreCells, searchCaptionsCells, searchImagesCells, textTokensBound } from "../shared/retrieval/cost.ts";
 import { admission } from "./admission.ts";
 import { BROWSER_FILES } from "./browser/files.ts";
@@ -44,6 +45,7 @@ export function createApp(options: EdgeAppOptions): Hono {
     throw new Error("createApp: give exactly one of engine or loadEngine");
   }
   const limits: EdgeLimits = { ...DEFAULT_EDGE_LIMITS, ...options.limits };
+  checkShortlistLimits(limits);
   const log = options.log ?? ((message, error) => console.error(message, error));
   const engine = engineSlot(options, log);
   const schemas = requestSchemas(limits);
@@ -99,7 +101,7 @@ export function createApp(options: EdgeAppOptions): Hono {
   };
 
   // The two searches: validate, require a gallery, check the query against the model, search.
-  const search = <S extends v.GenericSchema<unknown, { k: number }>>(path: string, summary: string, schema: S, run: (e: RetrievalEngine, body: v.InferOutput<S>, signal: AbortSignal) => Promise<Hit[]>, cells: (e: RetrievalEngine, body: v.InferOutput<S>) => number) =>
+  const search = <S extends v.GenericSchema<unknown, { k: number; shortlist: Shortlist }>>(path: string, summary: string, schema: S, run: (e: RetrievalEngine, body: v.InferOutput<S>, signal: AbortSignal) => Promise<SearchResult>, cells: (e: RetrievalEngine, body: v.InferOutput<S>) => number) =>
     app.post(
       path,
       describeRoute({ summary, tags: ["search"], responses: ok(responseSchemas.results) }),
@@ -108,24 +110,24 @@ export function createApp(options: EdgeAppOptions): Hono {
         const body = c.req.valid("json") as v.InferOutput<S>;
         const e = await engine.get();
         requireGallery(e);
-        const reduce = "the gallery is too large for one search within this limit; send a shorter query or raise --max-work";
-        const results = await work("other", cells(e, body), reduce, (signal) => run(e, body, signal));
-        return c.json({ results });
+        const reduce = `the gallery is too large for one search within this limit; send a shorter query${body.shortlist === "all" || body.shortlist === 0 ? ", a shortlist (two-stage search)" : ", a smaller shortlist"} or raise --max-work`;
+        const { hits, shortlist } = await work("other", cells(e, body), reduce, (signal) => run(e, body, signal));
+        return c.json({ results: hits, shortlist });
       },
     );
   search(
     "/v1/search/images",
     "Text → image search over the gallery",
     schemas.searchImages,
-    (e, body, signal) => e.searchImages(textQuery(e, body, ""), body.k, signal),
-    (e, body) => searchImagesCells(queryTokens(e, body), requireGallery(e), e.regions),
+    (e, body, signal) => e.searchImages(textQuery(e, body, ""), body.k, { shortlist: body.shortlist }, signal),
+    (e, body) => searchImagesCells(queryTokens(e, body), requireGallery(e), e.regions, body.shortlist),
   );
   search(
     "/v1/search/captions",
     "Image → text search over the gallery captions",
     schemas.searchCaptions,
-    (e, body, signal) => e.searchCaptions(imageQuery(e, body, ""), body.k, signal),
-    (e) => searchCaptionsCells(requireGallery(e), e.regions),
+    (e, body, signal) => e.searchCaptions(imageQuery(e, body, ""), body.k, { shortlist: body.shortlist }, signal),
+    (e, body) => searchCaptionsCells(requireGallery(e), e.regions, body.shortlist),
   );
 
   app.post(
@@ -149,16 +151,16 @@ export function createApp(options: EdgeAppOptions): Hono {
     describeRoute({ summary: "Official i2t/t2i recall on the gallery", tags: ["model"], responses: ok(responseSchemas.evaluate) }),
     validator("json", schemas.evaluate, failOnIssues),
     async (c) => {
-      const { limit } = c.req.valid("json");
+      const { limit, shortlist } = c.req.valid("json");
       const e = await engine.get();
       const gallery = requireGallery(e);
       if (limit !== undefined && limit > gallery.images) {
         throw badRequest(`limit: ${limit} is more than the gallery's ${gallery.images} images`);
       }
       const images = limit ?? gallery.images;
-      const most = maxEvalImages(limits.maxWork, gallery, e.regions);
+      const most = maxEvalImages(limits.maxWork, gallery, e.regions, shortlist);
       const reduce = most >= 1 ? `pass limit ≤ ${most} images` : "this gallery's captions are too long to evaluate within this limit";
-      return c.json(await work("eval", evalCells(images, gallery, e.regions), reduce, (signal) => e.evaluate(limit, signal)));
+      return c.json(await work("eval", evalCells(images, gallery, e.regions, shortlist), reduce, (signal) => e.evaluate({ limit, shortlist }, signal)));
     },
   );
 
@@ -197,6 +199,15 @@ export function createApp(options: EdgeAppOptions): Hono {
     }),
   );
   return app;
+}
+
+/** The server's shortlist limits are a configuration: a bad one fails at start, naming the option. */
+function checkShortlistLimits(limits: EdgeLimits): void {
+  const { maxShortlist: max, defaultShortlist: d } = limits;
+  if (!Number.isInteger(max) || max < 0) throw new RangeError(`createApp: maxShortlist must be a non-negative integer, not ${max}`);
+  if (d !== "all" && !(Number.isInteger(d) && d >= 0 && d <= max)) {
+    throw new RangeError(`createApp: defaultShortlist must be "all" or an integer in [0, ${max}] (maxShortlist), not ${JSON.stringify(d)}`);
+  }
 }
 
 // --- engine slot ---------------------------------------------------------------------------

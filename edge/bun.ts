@@ -37,7 +37,11 @@ limits (a request over one is refused, never queued without end):
                        (shared/retrieval/cost.ts; default ${D.maxWork}: 422 over it)
   --max-pending <n>    engine requests in hand at once, running or waiting (default ${D.maxPending}; 503)
   --max-evals <n>      concurrent /v1/eval requests (default ${D.maxEvals}; 503)
-  --deadline-ms <ms>   time one engine request may take (default ${D.deadlineMs}; 504, its work stopped)`;
+  --deadline-ms <ms>   time one engine request may take (default ${D.deadlineMs}; 504, its work stopped)
+
+two-stage search (a request's \`shortlist\` field; 0 or "all": exhaustive):
+  --shortlist <n|all>  shortlist of a search or evaluation that names none (default ${D.defaultShortlist})
+  --max-shortlist <n>  largest shortlist a request may name (default ${D.maxShortlist}; 400 over it)`;
 
 function parseCli(argv: string[]) {
   const values = parseFlags(argv, {
@@ -49,6 +53,8 @@ function parseCli(argv: string[]) {
     "max-pending": { type: "string", default: String(D.maxPending) },
     "max-evals": { type: "string", default: String(D.maxEvals) },
     "deadline-ms": { type: "string", default: String(D.deadlineMs) },
+    shortlist: { type: "string", default: String(D.defaultShortlist) },
+    "max-shortlist": { type: "string", default: String(D.maxShortlist) },
   });
   if (values === null) return null;
   if (!values.model) throw new CliError("--model is required");
@@ -57,7 +63,9 @@ function parseCli(argv: string[]) {
     maxPending: intFlag("max-pending", values["max-pending"], 1),
     maxEvals: intFlag("max-evals", values["max-evals"], 1),
     deadlineMs: intFlag("deadline-ms", values["deadline-ms"], 1),
+    maxShortlist: intFlag("max-shortlist", values["max-shortlist"], 0),
   };
+  limits.defaultShortlist = shortlistFlag(String(values.shortlist), limits.maxShortlist!);
   return {
     model: String(values.model),
     port: intFlag("port", values.port, 0, 65535),
@@ -65,6 +73,13 @@ function parseCli(argv: string[]) {
     workers: intFlag("workers", values.workers, 0, 64),
     limits,
   };
+}
+
+function shortlistFlag(value: string, max: number): number | "all" {
+  if (value === "all") return "all";
+  const n = Number(value);
+  if (!/^\d+$/.test(value.trim()) || n > max) throw new CliError(`--shortlist: invalid value ${JSON.stringify(value)} ("all" or an integer in 0..${max}, the --max-shortlist)`);
+  return n;
 }
 
 /** The engine: a pool of workers, or one on this thread (`--workers 0`). */

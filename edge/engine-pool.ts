@@ -10,7 +10,7 @@
  * A call whose signal fires while it waits leaves the queue; one that is running is stopped by
  * terminating its worker, and a fresh worker loads the model in its place.
  */
-import { EngineInputError, type EvalResult, type Hit, type ImageQuery, type ModelInfo, type RetrievalEngine, type TextQuery } from "../shared/retrieval/engine.ts";
+import { EngineInputError, type EvalOptions, type EvalResult, type ImageQuery, type ModelInfo, type RetrievalEngine, type SearchOptions, type SearchResult, type TextQuery } from "../shared/retrieval/engine.ts";
 import type { ShardOptions } from "../shared/model/inference.ts";
 import type { EngineShape, EngineVerb, FromWorker, ToWorker } from "./engine-worker.ts";
 
@@ -95,20 +95,20 @@ export class EnginePool implements RetrievalEngine {
     return this.modelInfo;
   }
 
-  searchImages(q: TextQuery, k: number, signal?: AbortSignal): Promise<Hit[]> {
-    return this.call("searchImages", [q, k], signal) as Promise<Hit[]>;
+  searchImages(q: TextQuery, k: number, options?: SearchOptions, signal?: AbortSignal): Promise<SearchResult> {
+    return this.call("searchImages", [q, k, options], signal) as Promise<SearchResult>;
   }
 
-  searchCaptions(q: ImageQuery, k: number, signal?: AbortSignal): Promise<Hit[]> {
-    return this.call("searchCaptions", [q, k], signal) as Promise<Hit[]>;
+  searchCaptions(q: ImageQuery, k: number, options?: SearchOptions, signal?: AbortSignal): Promise<SearchResult> {
+    return this.call("searchCaptions", [q, k, options], signal) as Promise<SearchResult>;
   }
 
   score(pairs: Array<ImageQuery & TextQuery>, signal?: AbortSignal): Promise<number[]> {
     return this.call("score", [pairs], signal) as Promise<number[]>;
   }
 
-  evaluate(limit?: number, signal?: AbortSignal): Promise<EvalResult> {
-    return this.call("evaluate", [limit], signal) as Promise<EvalResult>;
+  evaluate(options?: EvalOptions, signal?: AbortSignal): Promise<EvalResult> {
+    return this.call("evaluate", [options], signal) as Promise<EvalResult>;
   }
 
   /** Calls waiting for a worker. */

@@ -6,8 +6,10 @@
  */
 import * as v from "valibot";
 import { EvalResultSchema, HitSchema, MAX_QUERY_TOKENS, ModelInfoSchema } from "../shared/retrieval/engine.ts";
+import { SHORTLIST_DEFAULTS, type ShortlistOptions, ShortlistUsedSchema } from "../shared/retrieval/shortlist.ts";
 
-export interface EdgeLimits {
+/** The shortlist's default and maximum (shared/retrieval/shortlist.ts) are limits like the others. */
+export interface EdgeLimits extends ShortlistOptions {
   /** Largest request body, bytes. */
   bodyLimit: number;
   /** Largest k of a search. */
@@ -43,6 +45,7 @@ export interface EdgeLimits {
 
 export const DEFAULT_EDGE_LIMITS: EdgeLimits = {
   bodyLimit: 1024 * 1024,
+  ...SHORTLIST_DEFAULTS,
   maxK: 100,
   defaultK: 10,
   maxTextLength: 1000,
@@ -102,6 +105,26 @@ function kField(limits: EdgeLimits) {
   );
 }
 
+/**
+ * A search's or evaluation's shortlist: "all", or an integer in [0, maxShortlist]; the server's
+ * default when absent. Each bad value gets its own message, with the value and the allowed set.
+ */
+function shortlistField(limits: EdgeLimits) {
+  const max = limits.maxShortlist;
+  const allowed = `"all" or an integer in [0, ${max}] (0 and "all": every item, exhaustive)`;
+  return v.optional(
+    v.pipe(
+      v.union([v.literal("all"), v.number()], (issue) => `${issue.received} is not ${allowed}`),
+      v.check((s) => s === "all" || (Number.isInteger(s) && s >= 0), (issue) => `${issue.received} is not ${allowed}`),
+      v.check((s) => s === "all" || s <= max, (issue) => `${issue.received} is more than the server's maximum of ${max} (maxShortlist); ask for at most ${max}, or "all" for an exhaustive search`),
+      v.description(
+        `Two-stage search: the first stage (SGRAF's pooled vectors, weighted by sim_tranglo_w) shortlists this many gallery items (images for text→image, captions for image→text) and the full model re-ranks them. 0 or "all": every item scored by the full model. Default: the server's (${JSON.stringify(limits.defaultShortlist)}).`,
+      ),
+    ),
+    limits.defaultShortlist,
+  );
+}
+
 const isObject = (x: unknown) => typeof x === "object" && x !== null && !Array.isArray(x);
 
 const oneText = (q: { text?: string; tokens?: number[] }) => (q.text === undefined) !== (q.tokens === undefined);
@@ -119,19 +142,20 @@ export function requestSchemas(limits: EdgeLimits) {
   const tokens = tokensField(limits);
   const features = featuresField(limits);
   const k = kField(limits);
+  const shortlist = shortlistField(limits);
   // A body is a JSON object: an array or a scalar is refused as such, before its keys are looked at.
   const early = <S extends v.GenericSchema>(s: S) => v.config(v.pipe(v.custom<unknown>(isObject, "the request body must be a JSON object"), s), { abortEarly: true });
   return {
     searchImages: early(
       v.pipe(
-        v.strictObject({ text: v.optional(text), tokens: v.optional(tokens), k }),
+        v.strictObject({ text: v.optional(text), tokens: v.optional(tokens), k, shortlist }),
         v.check((q) => oneText(q), ONE_TEXT),
         v.description("Text→image search over the gallery. Exactly one of text or tokens."),
       ),
     ),
     searchCaptions: early(
       v.pipe(
-        v.strictObject({ image: v.optional(imageField), features: v.optional(features), k }),
+        v.strictObject({ image: v.optional(imageField), features: v.optional(features), k, shortlist }),
         v.check((q) => oneImage(q), ONE_IMAGE),
         v.description("Image→text search over the gallery captions. Exactly one of image or features."),
       ),
@@ -162,6 +186,8 @@ export function requestSchemas(limits: EdgeLimits) {
         limit: v.optional(
           v.pipe(v.number(), v.integer(), v.minValue(1), v.maxValue(Number.MAX_SAFE_INTEGER), v.description("Evaluate on the first `limit` gallery images.")),
         ),
+        // The evaluation's own description: a number adds the two-stage recall beside the exhaustive one.
+        shortlist: v.pipe(shortlistField(limits), v.description("Also report the recall of two-stage scoring with this shortlist (`twoStage`), beside the exhaustive recall; 0 or \"all\": exhaustive only. Default: the server's.")),
       }),
     ),
   };
@@ -185,7 +211,7 @@ export const responseSchemas = {
     vocabSize: v.number(),
     maxTokens: v.number(),
   }),
-  results: v.object({ results: v.array(HitSchema) }),
+  results: v.object({ results: v.array(HitSchema), shortlist: ShortlistUsedSchema }),
   scores: v.object({ scores: v.array(v.number()) }),
   evaluate: EvalResultSchema,
 };

@@ -182,7 +182,7 @@ async function main(): Promise<void> {
     const body = v.safeParse(schemas.searchImages, { text: query.value, k: Number($<HTMLInputElement>("k").value) });
     if (!body.success) return setStatus(firstIssue(body.issues), true);
     void busy("Searching…", async () => {
-      const hits = await timed("search", () => engine.searchImages({ text: body.output.text }, body.output.k));
+      const { hits } = await timed("search", () => engine.searchImages({ text: body.output.text }, body.output.k, { shortlist: body.output.shortlist }));
       showHits(engine, hits);
       return `${hits.length} images for “${body.output.text}”.`;
     });
@@ -195,7 +195,7 @@ async function main(): Promise<void> {
     const limit = body.output.limit;
     if (limit !== undefined && limit > g.images) return setStatus(`limit: ${limit} is more than the gallery's ${g.images} images`, true);
     void busy(`Evaluating on ${limit ?? g.images} images…`, async () => {
-      const r = await timed("evaluation", () => engine.evaluate(limit));
+      const r = await timed("evaluation", () => engine.evaluate({ limit, shortlist: body.output.shortlist }));
       showRecall(r);
       return `Evaluated ${r.images} images and ${r.captions} captions: rsum ${r.rsum.toFixed(1)}.`;
     });

@@ -176,6 +176,23 @@ export function selectImages(enc: EncodedImages, indices: ArrayLike<number>): En
   return { count: n, embed: E, emb, glo };
 }
 
+/** Selects captions by index (a shortlist). */
+export function selectCaptions(enc: EncodedCaptions, indices: ArrayLike<number>): EncodedCaptions {
+  const E = enc.embed;
+  const n = indices.length;
+  const lengths = Int32Array.from({ length: n }, (_, i) => enc.lengths[indices[i]]);
+  const offsets = new Int32Array(n);
+  for (let i = 1; i < n; i++) offsets[i] = offsets[i - 1] + lengths[i - 1];
+  const emb = new Float32Array((n > 0 ? offsets[n - 1] + lengths[n - 1] : 0) * E);
+  const glo = new Float32Array(n * E);
+  for (let i = 0; i < n; i++) {
+    const j = indices[i];
+    emb.set(enc.emb.subarray(enc.offsets[j] * E, (enc.offsets[j] + enc.lengths[j]) * E), offsets[i] * E);
+    glo.set(enc.glo.subarray(j * E, (j + 1) * E), i * E);
+  }
+  return { count: n, embed: E, lengths, offsets, emb, glo };
+}
+
 /** Selects a contiguous range of captions. */
 export function sliceCaptions(enc: EncodedCaptions, start: number, end: number): EncodedCaptions {
   const E = enc.embed;

@@ -9,6 +9,9 @@
  *   weights-NN.bin    weight shards, at most 4 MB each
  *   gallery-NN.bin    the gallery: image-side and caption-side encodings per net (float16 unless
  *                     the dtype is float32: see galleryDtype)
+ *   stage1-NN.bin     the gallery's first-stage vectors per net (stage-one.ts): int8, stored as
+ *                     tfjs uint8 quantization with min -128 and scale 1 so that decodeWeights reads
+ *                     them exactly, and a float32 scale per vector; absent in older exports
  *   vocab.json        the official vocabulary (captions of f30k/coco/cc152k are tokenized with it;
  *                     NoW's now100k_precomp_vocab_<tokenizer>.json when text can be tokenized)
  *   tokenizer.json    NoW bert/bpe: the Hugging Face tokenizer (shared/text/text-tokenizer.ts)
@@ -23,6 +26,7 @@ import { NLTK_SPEC, type TextSpec, TextSpecSchema, type TokenizerSpec } from "..
 import { REGIONS, type SgrafConfig, SgrafConfigSchema } from "./config";
 import type { EncodedCaptions, EncodedImages } from "./inference";
 import { ParamStore, paramSpecs } from "./params";
+import { type StageOneVectors, TRANGLO_WEIGHT, stageOneVectors, trangloScales } from "./stage-one";
 import * as tf from "./tf";
 
 export const MODEL_JSON = "model.json";
@@ -107,6 +111,26 @@ export interface Gallery {
   captions: EncodedCaptions[];
   texts: (string | null)[];
   tokens: number[][];
+  /**
+   * Per net, the first stage's vectors of images and captions (stage-one.ts): written by
+   * encodeModelPackage (computed from the pooled vectors when absent here) and read back. Absent
+   * in a gallery exported before them or built in memory; the engine then computes them from the
+   * decoded pooled vectors on its first two-stage call.
+   */
+  stageOne?: GalleryStageOne;
+}
+
+export interface GalleryStageOne {
+  images: StageOneVectors[];
+  captions: StageOneVectors[];
+}
+
+/** A gallery's first-stage vectors, computed from its pooled vectors and the nets' sim_tranglo_w. */
+export function galleryStageOne(g: Pick<Gallery, "images" | "captions">, scales: Float32Array[]): GalleryStageOne {
+  return {
+    images: g.images.map((im, n) => stageOneVectors(im.glo, im.count, scales[n])),
+    captions: g.captions.map((c, n) => stageOneVectors(c.glo, c.count, scales[n])),
+  };
 }
 
 export interface ModelPackage {
@@ -157,7 +181,16 @@ function quantize(a: NamedArray, dtype: ExportDtype): { spec: v.InferOutput<type
 
 /** Packs named arrays into ≤ 4 MB shards named `<prefix>-NN.bin`. */
 function shard(arrays: NamedArray[], dtype: ExportDtype, prefix: string, files: Map<string, Uint8Array>): v.InferOutput<typeof GroupSchema> {
-  const encoded = arrays.map((a) => quantize(a, dtype));
+  return packShards(arrays.map((a) => quantize(a, dtype)), prefix, files);
+}
+
+/** An array already in its stored form. */
+interface StoredArray {
+  spec: v.InferOutput<typeof EntrySchema>;
+  bytes: Uint8Array;
+}
+
+function packShards(encoded: StoredArray[], prefix: string, files: Map<string, Uint8Array>): v.InferOutput<typeof GroupSchema> {
   const total = encoded.reduce((s, e) => s + e.bytes.length, 0);
   const all = new Uint8Array(total);
   let o = 0;
@@ -234,7 +267,18 @@ export async function encodeModelPackage(input: PackageInput): Promise<Map<strin
       arrays.push({ name: `${n}.captions.emb`, shape: [c.emb.length / c.embed, c.embed], data: c.emb });
       arrays.push({ name: `${n}.captions.glo`, shape: [c.count, c.embed], data: c.glo });
     });
-    const manifest = [shard(arrays, galleryDtype(input.dtype), "gallery", files)];
+    const stageOne = g.stageOne ?? galleryStageOne(g, input.nets.map((net) => trangloScales(Float32Array.from(net.get(TRANGLO_WEIGHT).dataSync()), input.config.embed_size)));
+    const stageArrays: StoredArray[] = [];
+    for (const [side, vectors] of [["images", stageOne.images], ["captions", stageOne.captions]] as const) {
+      vectors.forEach((sv, i) => {
+        const n = input.netNames[i];
+        const bytes = new Uint8Array(sv.values.length);
+        for (let j = 0; j < bytes.length; j++) bytes[j] = sv.values[j] + 128;
+        stageArrays.push({ spec: { name: `${n}.${side}.stage1`, shape: [sv.count, sv.dim], dtype: "float32", quantization: { dtype: "uint8", min: -128, scale: 1 } }, bytes });
+        stageArrays.push({ spec: { name: `${n}.${side}.stage1_scale`, shape: [sv.count], dtype: "float32" }, bytes: new Uint8Array(sv.scales.slice().buffer) });
+      });
+    }
+    const manifest = [shard(arrays, galleryDtype(input.dtype), "gallery", files), packShards(stageArrays, "stage1", files)];
     files.set("gallery.json", enc.encode(JSON.stringify({ captions: g.texts, tokens: g.tokens })));
     gallery = { split: g.split, images: g.images[0].count, captions: g.captions[0].count, perCaptions: g.perCaptions, manifest, texts: "gallery.json" };
   }
@@ -369,9 +413,27 @@ export async function decodeModelPackage(modelJson: Uint8Array, read: (name: str
       captions: json.nets.map((n) => ({ count: g.captions, embed: E, lengths, offsets, emb: need(`${n}.captions.emb`, [words, E]), glo: need(`${n}.captions.glo`, [g.captions, E]) })),
       texts: texts.captions,
       tokens: texts.tokens,
+      stageOne: decodeStageOne(ga, json.nets, g.images, g.captions, E, where),
     };
   }
   return { json, config: json.config, netNames: json.nets, nets, dtype: json.dtype, sha256: await sha256Hex(modelJson), vocab, textFiles, gallery, runConfig: json.runConfig };
+}
+
+/** The gallery's first-stage vectors, or undefined for a gallery exported before them. */
+function decodeStageOne(ga: Map<string, { shape: number[]; data: Float32Array }>, nets: readonly string[], images: number, captions: number, E: number, where: string): GalleryStageOne | undefined {
+  const names = nets.flatMap((n) => ["images", "captions"].flatMap((side) => [`${n}.${side}.stage1`, `${n}.${side}.stage1_scale`]));
+  const present = names.filter((name) => ga.has(name));
+  if (present.length === 0) return undefined;
+  if (present.length < names.length) throw new FormatError(where, `the gallery has some first-stage vectors but lacks ${names.find((name) => !ga.has(name))}`);
+  const side = (n: string, s: "images" | "captions", count: number): StageOneVectors => {
+    const values = ga.get(`${n}.${s}.stage1`)!;
+    const scales = ga.get(`${n}.${s}.stage1_scale`)!;
+    if (values.shape.join() !== [count, E].join() || scales.shape.join() !== String(count)) {
+      throw new FormatError(where, `first-stage vectors ${n}.${s}.stage1 have shape [${values.shape}] and [${scales.shape}] scales; the gallery's counts imply [${count},${E}] and [${count}]`);
+    }
+    return { count, dim: E, values: Int8Array.from(values.data), scales: scales.data };
+  };
+  return { images: nets.map((n) => side(n, "images", images)), captions: nets.map((n) => side(n, "captions", captions)) };
 }
 
 function bytesPer(w: v.InferOutput<typeof EntrySchema>): number {

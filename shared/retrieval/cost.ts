@@ -12,10 +12,15 @@
  * an evaluation and the 128-word captions of /v1/score alike); a larger model costs more per cell,
  * and its server wants a lower limit (`bun run edge --max-work`).
  *
+ * A two-stage search (shortlist.ts) scores its k′ shortlisted items with the full model, and every
+ * gallery item with the first stage: one dot product of two E-vectors per item, which is what one
+ * cell's attention logit is, so STAGE_ONE_CELLS_PER_ITEM is 1.
+ *
  * Every count is one net's; the ensemble multiplies all of them by the number of nets, which the
  * limit absorbs.
  */
 import type { GalleryInfo } from "./engine.ts";
+import { effectiveShortlist, type Shortlist } from "./shortlist.ts";
 
 /** Cells of encoding one query caption, per token (see the header). */
 export const ENCODE_CELLS_PER_TOKEN = 750;
@@ -24,6 +29,9 @@ export const ENCODE_CELLS_PER_TOKEN = 750;
 export function pairCells(tokens: number, regions: number): number {
   return tokens * (regions + tokens + 1);
 }
+
+/** Cells of the first stage per gallery item (see the header). */
+export const STAGE_ONE_CELLS_PER_ITEM = 1;
 
 /** Mean caption length of a gallery, tokens. */
 function meanTokens(g: GalleryInfo): number {
@@ -35,26 +43,42 @@ export function scoreCells(tokens: readonly number[], regions: number): number {
   return tokens.reduce((sum, t) => sum + t * ENCODE_CELLS_PER_TOKEN + pairCells(t, regions), 0);
 }
 
-/** /v1/search/images: the query caption encoded, then scored against every gallery image. */
-export function searchImagesCells(tokens: number, g: GalleryInfo, regions: number): number {
-  return tokens * ENCODE_CELLS_PER_TOKEN + g.images * pairCells(tokens, regions);
+/** Items of `items` that a search with `shortlist` scores with the full model, and its first stage's cells. */
+function searchedItems(items: number, shortlist: Shortlist): { scored: number; firstStage: number } {
+  const used = effectiveShortlist(shortlist, items);
+  return used === "all" ? { scored: items, firstStage: 0 } : { scored: used, firstStage: items * STAGE_ONE_CELLS_PER_ITEM };
 }
 
-/** /v1/search/captions: the query image (cheap to encode) scored against every gallery caption. */
-export function searchCaptionsCells(g: GalleryInfo, regions: number): number {
-  return g.captions * pairCells(meanTokens(g), regions);
+/**
+ * /v1/search/images: the query caption encoded, then scored against every gallery image, or
+ * against every image by the first stage and against the shortlist by the full model.
+ */
+export function searchImagesCells(tokens: number, g: GalleryInfo, regions: number, shortlist: Shortlist = "all"): number {
+  const { scored, firstStage } = searchedItems(g.images, shortlist);
+  return tokens * ENCODE_CELLS_PER_TOKEN + firstStage + scored * pairCells(tokens, regions);
 }
 
-/** /v1/eval over the first `images` gallery images: every image against every one of their captions. */
-export function evalCells(images: number, g: GalleryInfo, regions: number): number {
-  return images * images * g.perCaptions * pairCells(meanTokens(g), regions);
+/** /v1/search/captions: the query image (cheap to encode) scored against every gallery caption, or the shortlist's. */
+export function searchCaptionsCells(g: GalleryInfo, regions: number, shortlist: Shortlist = "all"): number {
+  const { scored, firstStage } = searchedItems(g.captions, shortlist);
+  return firstStage + scored * pairCells(meanTokens(g), regions);
+}
+
+/**
+ * /v1/eval over the first `images` gallery images: every image against every one of their
+ * captions; with a shortlist, the first stage of every pair as well (its two-stage recall is read
+ * from the same full scores).
+ */
+export function evalCells(images: number, g: GalleryInfo, regions: number, shortlist: Shortlist = "all"): number {
+  const first = shortlist === "all" || shortlist === 0 ? 0 : STAGE_ONE_CELLS_PER_ITEM;
+  return images * images * g.perCaptions * (pairCells(meanTokens(g), regions) + first);
 }
 
 /** The most images an evaluation may take within `maxCells` (0 when not even one fits). */
-export function maxEvalImages(maxCells: number, g: GalleryInfo, regions: number): number {
-  const perImage2 = g.perCaptions * pairCells(meanTokens(g), regions);
+export function maxEvalImages(maxCells: number, g: GalleryInfo, regions: number, shortlist: Shortlist = "all"): number {
+  const perImage2 = evalCells(1, g, regions, shortlist);
   let n = Math.min(g.images, Math.floor(Math.sqrt(maxCells / Math.max(perImage2, 1e-9))));
-  while (n > 0 && evalCells(n, g, regions) > maxCells) n--; // the square root may round up
+  while (n > 0 && evalCells(n, g, regions, shortlist) > maxCells) n--; // the square root may round up
   return n;
 }
 

@@ -11,7 +11,9 @@
 import * as v from "valibot";
 import { RecallReportSchema } from "../eval/metrics";
 import { TextInfoSchema } from "../text/text-tokenizer";
+import { STAGE_ONE } from "../model/stage-one";
 import type { AssetSource } from "./assets.ts";
+import { type Shortlist, ShortlistUsedSchema } from "./shortlist.ts";
 
 /**
  * Longest caption an engine takes, in token ids (`<start>` and `<end>` included); the official
@@ -43,9 +45,35 @@ export type ModelInfo = v.InferOutput<typeof ModelInfoSchema>;
 export const HitSchema = v.object({ index: v.number(), score: v.number(), caption: v.optional(v.string()), image: v.optional(v.number()) });
 export type Hit = v.InferOutput<typeof HitSchema>;
 
-/** Official i2t/t2i recall over the first `images` gallery images and their captions. */
-export const EvalResultSchema = v.object({ ...RecallReportSchema.entries, images: v.number(), captions: v.number() });
+/** A search's hits, best first, and the shortlist it used (shared/retrieval/shortlist.ts). */
+export const SearchResultSchema = v.object({ hits: v.array(HitSchema), shortlist: ShortlistUsedSchema });
+export type SearchResult = v.InferOutput<typeof SearchResultSchema>;
+
+/**
+ * Official i2t/t2i recall over the first `images` gallery images and their captions, scored
+ * exhaustively; with a shortlist, `twoStage` holds the recall of two-stage scoring as well
+ * (each query's k′ first-stage best re-ranked by the full model, the rest after them in
+ * first-stage order), so that the two can be compared.
+ */
+export const EvalResultSchema = v.object({
+  ...RecallReportSchema.entries,
+  images: v.number(),
+  captions: v.number(),
+  twoStage: v.optional(v.object({ shortlist: v.number(), stage: v.literal(STAGE_ONE), ...RecallReportSchema.entries })),
+});
 export type EvalResult = v.InferOutput<typeof EvalResultSchema>;
+
+export interface SearchOptions {
+  /** Items the full model re-ranks; 0 or "all": every item (exhaustive). The engine's default when absent. */
+  shortlist?: Shortlist;
+}
+
+export interface EvalOptions {
+  /** Evaluate on the first `limit` gallery images (all when absent). */
+  limit?: number;
+  /** Also report two-stage recall with this shortlist; 0 or "all": exhaustive only. The engine's default when absent. */
+  shortlist?: Shortlist;
+}
 
 /** Text side of a query: raw text (the engine tokenizes) or vocabulary ids in [0, vocabSize). */
 export interface TextQuery {
@@ -68,7 +96,7 @@ export interface ImageQuery {
  * gave up on a request ignores the outcome. The caller guarantees that exactly one side of each query
  * is set, that token lists are at most `maxTokens` long with ids in [0, vocabSize), that features
  * have the engine's shape and are finite, that a gallery exists where one is used, that gallery
- * indices exist and that k ≥ 1.
+ * indices exist, that k ≥ 1 and that a shortlist is "all" or a non-negative integer.
  */
 export interface RetrievalEngine {
   info(): ModelInfo;
@@ -78,12 +106,12 @@ export interface RetrievalEngine {
   /** Longest token list a query may have (ids, `<start>`/`<end>` included). */
   maxTokens: number;
   /** text→image over the gallery. */
-  searchImages(q: TextQuery, k: number, signal?: AbortSignal): Promise<Hit[]>;
+  searchImages(q: TextQuery, k: number, options?: SearchOptions, signal?: AbortSignal): Promise<SearchResult>;
   /** image→text over the gallery captions. */
-  searchCaptions(q: ImageQuery, k: number, signal?: AbortSignal): Promise<Hit[]>;
+  searchCaptions(q: ImageQuery, k: number, options?: SearchOptions, signal?: AbortSignal): Promise<SearchResult>;
   score(pairs: Array<ImageQuery & TextQuery>, signal?: AbortSignal): Promise<number[]>;
-  /** Official i2t/t2i over the first `limit` gallery images (all when absent). */
-  evaluate(limit?: number, signal?: AbortSignal): Promise<EvalResult>;
+  /** Official i2t/t2i over the first `options.limit` gallery images (all when absent). */
+  evaluate(options?: EvalOptions, signal?: AbortSignal): Promise<EvalResult>;
 }
 
 /** Turns the model's files into an engine; the runtime adapters supply the AssetSource. */

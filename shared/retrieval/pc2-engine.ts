@@ -4,17 +4,24 @@
  * package's tokenizer (NLTK word_tokenize of the lower-cased text for the official vocabularies;
  * Jieba or a tokenizer.json for NoW: text-query.ts) and mapped through its vocabulary; scores of the two nets are averaged, as the official evaluation does.
  *
+ * Searches are exhaustive or two-stage (shortlist.ts): the first stage (shared/model/stage-one.ts)
+ * shortlists k′ gallery items from the gallery's int8 first-stage vectors, which an export writes
+ * and which are computed from the pooled vectors on the first two-stage call for a gallery
+ * without them; the full model then scores the shortlist only.
+ *
  * It reads results back from the backend asynchronously only (inference.ts's `…Async`), so that
  * the same engine runs on WebGPU in the browser (edge/browser/) as on wasm at the edge.
  */
-import { evaluateRecall } from "../eval/metrics";
+import { evaluateRecall, rsum } from "../eval/metrics";
 import { REGIONS } from "../model/config";
-import { type EncodedCaptions, type EncodedImages, concatImages, encodeCaptionsAsync, encodeImagesAsync, ensembleSimilarityAsync, ensemblePairedSimilarityAsync, selectImages, type ShardOptions, sliceCaptions } from "../model/inference";
-import { type ModelPackage, decodeModelPackage, MODEL_JSON } from "../model/package";
+import { type EncodedCaptions, type EncodedImages, concatImages, encodeCaptionsAsync, encodeImagesAsync, ensembleSimilarityAsync, ensemblePairedSimilarityAsync, selectCaptions, selectImages, type ShardOptions, sliceCaptions } from "../model/inference";
+import { type ModelPackage, decodeModelPackage, galleryStageOne, MODEL_JSON } from "../model/package";
+import { dequantize, netTrangloScales, STAGE_ONE, type StageOneIndex, stageOneIndex, stageOneScores, weighted } from "../model/stage-one";
 import type { TextTokenizerOptions } from "../text/text-tokenizer";
 import type { AssetSource } from "./assets.ts";
 import { QueryText } from "./text-query.ts";
-import { MAX_QUERY_TOKENS, type EngineLoader, type EvalResult, type Hit, type ImageQuery, type ModelInfo, type RetrievalEngine, type TextQuery } from "./engine.ts";
+import { MAX_QUERY_TOKENS, type EngineLoader, type EvalOptions, type EvalResult, type ImageQuery, type ModelInfo, type RetrievalEngine, type SearchOptions, type SearchResult, type TextQuery } from "./engine.ts";
+import { SHORTLIST_DEFAULTS, type Shortlist, shortlistUsed, topK, twoStageScores } from "./shortlist.ts";
 
 /** Pairs of one /v1/score request encoded together (see `score`). */
 export const SCORE_BATCH = 16;
@@ -29,6 +36,15 @@ export interface Pc2EngineOptions {
    * collect on demand (Bun: `Bun.gc`) passes it here.
    */
   betweenBatches?: () => void;
+  /** The shortlist of a search or evaluation that names none (SHORTLIST_DEFAULTS.defaultShortlist). */
+  shortlist?: Shortlist;
+}
+
+/** What the first stage needs: each net's √w, and the gallery's images and captions indexed. */
+interface StageOne {
+  scales: Float32Array[];
+  images: StageOneIndex;
+  captions: StageOneIndex;
 }
 
 export class Pc2Engine implements RetrievalEngine {
@@ -40,6 +56,8 @@ export class Pc2Engine implements RetrievalEngine {
 
   private readonly shard: Partial<ShardOptions>;
   private readonly betweenBatches: () => void;
+  private readonly defaultShortlist: Shortlist;
+  private stageOnePromise: Promise<StageOne> | null = null;
 
   constructor(
     readonly pkg: ModelPackage,
@@ -47,6 +65,7 @@ export class Pc2Engine implements RetrievalEngine {
   ) {
     this.shard = { ...options.shard, betweenShards: options.betweenBatches };
     this.betweenBatches = options.betweenBatches ?? (() => {});
+    this.defaultShortlist = options.shortlist ?? SHORTLIST_DEFAULTS.defaultShortlist;
     this.imgDim = pkg.config.img_dim;
     this.vocabSize = pkg.config.vocab_size;
     this.text = new QueryText(pkg, options);
@@ -112,20 +131,55 @@ export class Pc2Engine implements RetrievalEngine {
     });
   }
 
-  async searchImages(q: TextQuery, k: number, signal?: AbortSignal): Promise<Hit[]> {
+  /** The first stage, built on its first use: the nets' √w read back, the gallery's vectors indexed. */
+  private stageOne(): Promise<StageOne> {
+    this.stageOnePromise ??= (async () => {
+      const g = this.gallery();
+      const scales = await sequential(this.pkg.nets, netTrangloScales);
+      const vectors = g.stageOne ?? galleryStageOne(g, scales);
+      return { scales, images: stageOneIndex(vectors.images), captions: stageOneIndex(vectors.captions) };
+    })();
+    return this.stageOnePromise;
+  }
+
+  /**
+   * The gallery items a search scores with the full model: all of them, or the shortlist of the
+   * first stage for a query whose pooled vectors (one per net) are `glo`, in gallery order.
+   */
+  private async candidates(glo: Float32Array[], side: "images" | "captions", shortlist: number): Promise<Int32Array> {
+    const s1 = await this.stageOne();
+    const first = stageOneScores(glo.map((x, n) => weighted(x, 1, s1.scales[n])), 1, s1[side]);
+    return Int32Array.from(topK(first, shortlist), ([i]) => i).sort();
+  }
+
+  async searchImages(q: TextQuery, k: number, options: SearchOptions = {}, signal?: AbortSignal): Promise<SearchResult> {
     const g = this.gallery();
     signal?.throwIfAborted();
     const caps = await this.encodeQueryCaptions([await this.tokens(q)]);
-    const s = await this.sims((n) => g.images[n], (n) => caps[n]);
-    return topK(s, k).map(([index, score]) => ({ index, score, image: index }));
+    const shortlist = shortlistUsed(options.shortlist ?? this.defaultShortlist, g.images[0].count);
+    if (shortlist.used === "all") {
+      const s = await this.sims((n) => g.images[n], (n) => caps[n]);
+      return { hits: topK(s, k).map(([index, score]) => ({ index, score, image: index })), shortlist };
+    }
+    const idx = await this.candidates(caps.map((c) => c.glo), "images", shortlist.used);
+    signal?.throwIfAborted();
+    const s = await this.sims((n) => selectImages(g.images[n], idx), (n) => caps[n]);
+    return { hits: topK(s, k).map(([j, score]) => ({ index: idx[j], score, image: idx[j] })), shortlist };
   }
 
-  async searchCaptions(q: ImageQuery, k: number, signal?: AbortSignal): Promise<Hit[]> {
+  async searchCaptions(q: ImageQuery, k: number, options: SearchOptions = {}, signal?: AbortSignal): Promise<SearchResult> {
     const g = this.gallery();
     signal?.throwIfAborted();
     const imgs = await this.encodeQueryImages([q]);
-    const s = await this.sims((n) => imgs[n], (n) => g.captions[n]);
-    return topK(s, k).map(([index, score]) => ({ index, score, caption: g.texts[index] ?? undefined, image: Math.floor(index / g.perCaptions) }));
+    const shortlist = shortlistUsed(options.shortlist ?? this.defaultShortlist, g.captions[0].count);
+    const idx = shortlist.used === "all" ? null : await this.candidates(imgs.map((im) => im.glo), "captions", shortlist.used);
+    signal?.throwIfAborted();
+    const s = await this.sims((n) => imgs[n], (n) => (idx ? selectCaptions(g.captions[n], idx) : g.captions[n]));
+    const hits = topK(s, k).map(([j, score]) => {
+      const index = idx ? idx[j] : j;
+      return { index, score, caption: g.texts[index] ?? undefined, image: Math.floor(index / g.perCaptions) };
+    });
+    return { hits, shortlist };
   }
 
   /**
@@ -149,10 +203,10 @@ export class Pc2Engine implements RetrievalEngine {
     return scores;
   }
 
-  async evaluate(limit?: number, signal?: AbortSignal): Promise<EvalResult> {
+  async evaluate(options: EvalOptions = {}, signal?: AbortSignal): Promise<EvalResult> {
     const g = this.gallery();
     signal?.throwIfAborted();
-    const nImages = Math.min(limit ?? g.images[0].count, g.images[0].count);
+    const nImages = Math.min(options.limit ?? g.images[0].count, g.images[0].count);
     const nCaptions = nImages * g.perCaptions;
     const idx = Int32Array.from({ length: nImages }, (_, i) => i);
     const s = await this.sims(
@@ -160,7 +214,29 @@ export class Pc2Engine implements RetrievalEngine {
       (n) => (nCaptions === g.captions[n].count ? g.captions[n] : sliceCaptions(g.captions[n], 0, nCaptions)),
     );
     const r = evaluateRecall(s, nImages, g.perCaptions);
-    return { i2t: r.i2t, t2i: r.t2i, rsum: r.rsum, images: nImages, captions: nCaptions };
+    const result: EvalResult = { i2t: r.i2t, t2i: r.t2i, rsum: r.rsum, images: nImages, captions: nCaptions };
+    const shortlist = options.shortlist ?? this.defaultShortlist;
+    if (shortlist === "all" || shortlist === 0) return result;
+    result.twoStage = { shortlist, stage: STAGE_ONE, ...(await this.twoStageRecall(s, nImages, shortlist)) };
+    return result;
+  }
+
+  /**
+   * Recall of two-stage scoring from the exhaustive matrix `full` of the first `nImages` images:
+   * a pair's full score does not depend on the other pairs, so masking the exhaustive matrix with
+   * each query's shortlist ranks as a two-stage search does (shortlist.ts twoStageScores).
+   */
+  private async twoStageRecall(full: Float32Array, nImages: number, shortlist: number) {
+    const g = this.gallery();
+    const s1 = await this.stageOne();
+    const nCaptions = nImages * g.perCaptions;
+    const images = s1.images.nets.map((v) => dequantize({ ...v, count: nImages, values: v.values.subarray(0, nImages * v.dim), scales: v.scales.subarray(0, nImages) }));
+    const captions = stageOneIndex(s1.captions.nets.map((v) => ({ ...v, count: nCaptions, values: v.values.subarray(0, nCaptions * v.dim), scales: v.scales.subarray(0, nCaptions) })));
+    const first = stageOneScores(images, nImages, captions); // [nImages, nCaptions]
+    // Each direction's matrix answers for that direction only.
+    const t = evaluateRecall(twoStageScores(full, first, nImages, nCaptions, shortlist, "t2i"), nImages, g.perCaptions).t2i;
+    const i = evaluateRecall(twoStageScores(full, first, nImages, nCaptions, shortlist, "i2t"), nImages, g.perCaptions).i2t;
+    return { i2t: i, t2i: t, rsum: rsum(i, t) };
   }
 
   dispose(): void {
@@ -173,13 +249,6 @@ async function sequential<T, R>(items: readonly T[], run: (item: T) => Promise<R
   const out: R[] = [];
   for (const item of items) out.push(await run(item));
   return out;
-}
-
-/** Indices of the k largest values, best first (ties: lower index first). */
-export function topK(values: Float32Array, k: number): Array<[number, number]> {
-  const idx = Array.from({ length: values.length }, (_, i) => i);
-  idx.sort((a, b) => values[b] - values[a] || a - b);
-  return idx.slice(0, k).map((i) => [i, values[i]]);
 }
 
 /** Reads an exported model directory through any AssetSource. */

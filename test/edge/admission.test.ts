@@ -7,7 +7,7 @@
 import { describe, expect, test } from "bun:test";
 import { createApp } from "../../edge/app.ts";
 import type { EdgeLimits } from "../../edge/schemas.ts";
-import type { EvalResult, Hit, ImageQuery, TextQuery } from "../../shared/retrieval/engine.ts";
+import type { EvalOptions, EvalResult, SearchOptions, SearchResult, TextQuery } from "../../shared/retrieval/engine.ts";
 import { FakeEngine } from "./fake-engine.ts";
 
 /** A FakeEngine whose searches and evaluations wait until `release()`, or until their signal fires. */
@@ -24,13 +24,13 @@ class BlockedEngine extends FakeEngine {
       signal?.addEventListener("abort", () => reject(signal.reason));
     });
   }
-  override async searchImages(q: TextQuery, k: number, signal?: AbortSignal): Promise<Hit[]> {
+  override async searchImages(q: TextQuery, k: number, options?: SearchOptions, signal?: AbortSignal): Promise<SearchResult> {
     await this.hold(signal);
-    return super.searchImages(q, k);
+    return super.searchImages(q, k, options);
   }
-  override async evaluate(limit?: number, signal?: AbortSignal): Promise<EvalResult> {
+  override async evaluate(options?: EvalOptions, signal?: AbortSignal): Promise<EvalResult> {
     await this.hold(signal);
-    return super.evaluate(limit);
+    return super.evaluate(options);
   }
 }
 
@@ -74,6 +74,14 @@ describe("work limit", () => {
   test("a search over a gallery too large for it says so", async () => {
     const app = appWith(new FakeEngine(), { maxWork: 1000 });
     expect(await error(await post(app, "/v1/search/captions", { image: 1 }))).toMatchObject({ status: 422, message: expect.stringContaining("the gallery is too large") });
+  });
+
+  test("a shortlist counts: the work of its re-ranking and its first stage, not the whole gallery's", async () => {
+    // 100 captions of 10 tokens, 3 regions: 140 cells a caption; a shortlist of 5 adds 100 first-stage cells.
+    const app = appWith(new FakeEngine(), { maxWork: 1000 });
+    expect(await error(await post(app, "/v1/search/captions", { image: 1, shortlist: 0 }))).toMatchObject({ status: 422, message: expect.stringContaining("send a shorter query, a shortlist (two-stage search)") });
+    expect((await post(app, "/v1/search/captions", { image: 1, shortlist: 5 })).status).toBe(200);
+    expect(await error(await post(app, "/v1/search/captions", { image: 1, shortlist: 7 }))).toMatchObject({ status: 422, message: expect.stringContaining("about 1080 cells") });
   });
 });
 

@@ -60,14 +60,42 @@ describe("happy paths", () => {
     expect(results).toHaveLength(DEFAULT_EDGE_LIMITS.defaultK);
     expect(results[0]).toEqual({ index: "a dog runs".length, score: 1 });
     expect(results.map((r) => r.score)).toEqual([...results.map((r) => r.score)].sort((a, b) => b - a));
-    expect((engine as FakeEngine).calls).toEqual([{ verb: "searchImages", args: [{ text: "a dog runs" }, 10] }]);
+    // The server's default shortlist (exhaustive), handed to the engine and reported back.
+    expect((engine as FakeEngine).calls).toEqual([{ verb: "searchImages", args: [{ text: "a dog runs" }, 10, { shortlist: "all" }] }]);
   });
 
   test("POST /v1/search/images by tokens with k", async () => {
     const { app, engine } = appWith();
     const res = await post(app, "/v1/search/images", { tokens: [3, 4], k: 3 });
     expect(((await res.json()) as any).results.map((h: any) => h.index)).toEqual([7, 6, 8]);
-    expect((engine as FakeEngine).calls[0]!.args).toEqual([{ tokens: [3, 4] }, 3]);
+    expect((engine as FakeEngine).calls[0]!.args).toEqual([{ tokens: [3, 4] }, 3, { shortlist: "all" }]);
+  });
+
+  test("a search's shortlist reaches the engine and the response says what was used", async () => {
+    const { app, engine } = appWith();
+    const two = (await (await post(app, "/v1/search/images", { tokens: [3, 4], k: 3, shortlist: 8 })).json()) as any;
+    expect(two.shortlist).toEqual({ used: 8, stage: "tranglo", scored: 8 });
+    expect((engine as FakeEngine).calls[0]!.args).toEqual([{ tokens: [3, 4] }, 3, { shortlist: 8 }]);
+    // 0, "all" and a shortlist of the whole gallery (20 images) are all exhaustive.
+    for (const shortlist of [0, "all", 20, 500]) {
+      const body = (await (await post(app, "/v1/search/images", { tokens: [3, 4], k: 3, shortlist })).json()) as any;
+      expect([shortlist, body.shortlist]).toEqual([shortlist, { used: "all", stage: null, scored: 20 }]);
+    }
+    const caps = (await (await post(app, "/v1/search/captions", { image: 7, k: 2, shortlist: 32 })).json()) as any;
+    expect(caps.shortlist).toEqual({ used: 32, stage: "tranglo", scored: 32 });
+  });
+
+  test("the server's default shortlist applies to searches and evaluations that name none", async () => {
+    const { app, engine } = appWith(new FakeEngine(), { limits: { defaultShortlist: 6 } });
+    expect(((await (await post(app, "/v1/search/images", { text: "a" })).json()) as any).shortlist).toEqual({ used: 6, stage: "tranglo", scored: 6 });
+    const evaluated = (await (await post(app, "/v1/eval", {})).json()) as any;
+    expect(evaluated.twoStage).toMatchObject({ shortlist: 6, stage: "tranglo" });
+    expect((engine as FakeEngine).calls.map((c) => c.args.at(-1))).toEqual([{ shortlist: 6 }, { limit: undefined, shortlist: 6 }]);
+  });
+
+  test("bad shortlist limits fail at start, naming the option", () => {
+    expect(() => appWith(new FakeEngine(), { limits: { defaultShortlist: 2000 } })).toThrow('defaultShortlist must be "all" or an integer in [0, 1024] (maxShortlist), not 2000');
+    expect(() => appWith(new FakeEngine(), { limits: { maxShortlist: -1 } })).toThrow("maxShortlist must be a non-negative integer, not -1");
   });
 
   test("POST /v1/search/captions by gallery image", async () => {
@@ -78,6 +106,7 @@ describe("happy paths", () => {
         { index: 7, score: 1, caption: "caption 7", image: 1 },
         { index: 6, score: 0.5, caption: "caption 6", image: 1 },
       ],
+      shortlist: { used: "all", stage: null, scored: 100 },
     });
   });
 
@@ -113,6 +142,16 @@ describe("happy paths", () => {
     // One rule: an empty body with a JSON content type is {} as well, not "Malformed JSON".
     const empty = await app.request("/v1/eval", { method: "POST", body: "", headers: { "content-type": "application/json" } });
     expect(await empty.json()).toMatchObject({ images: 20, captions: 100 });
+    expect(all.twoStage).toBeUndefined();
+  });
+
+  test("POST /v1/eval with a shortlist reports the exhaustive and the two-stage recall", async () => {
+    const { app, engine } = appWith();
+    const r = (await (await post(app, "/v1/eval", { limit: 5, shortlist: 16 })).json()) as any;
+    expect(r).toMatchObject({ images: 5, rsum: 440, twoStage: { shortlist: 16, stage: "tranglo", rsum: 380 } });
+    expect(r.twoStage.t2i).toEqual({ r1: 40, r5: 70, r10: 80, medr: 2, meanr: 5 });
+    expect((engine as FakeEngine).calls[0]!.args).toEqual([{ limit: 5, shortlist: 16 }]);
+    for (const shortlist of [0, "all"]) expect(((await (await post(app, "/v1/eval", { shortlist })).json()) as any).twoStage).toBeUndefined();
   });
 
   test("JSON media types with parameters or +json suffix are accepted", async () => {
@@ -199,6 +238,16 @@ const HOSTILE: Row[] = [
   ["value beyond magnitude", "/v1/search/captions", { features: [[1, 2, 3, 1e7], [0, 0, 0, 0], [0, 0, 0, 0]] }, 400, "features[0][3]"],
   ["257 rows", "/v1/search/captions", { features: many(257, [1]) }, 400, "features"],
   ["4097 columns", "/v1/search/captions", { features: [row(4097)] }, 400, "features[0]"],
+  // shortlist: "all" or an integer in [0, maxShortlist], on both searches and the evaluation
+  ["shortlist negative", "/v1/search/images", { text: "a", shortlist: -1 }, 400, 'shortlist: -1 is not "all" or an integer in [0, 1024] (0 and "all": every item, exhaustive)'],
+  ["shortlist float", "/v1/search/images", { text: "a", shortlist: 12.5 }, 400, 'shortlist: 12.5 is not "all" or an integer in [0, 1024]'],
+  ["shortlist above the maximum", "/v1/search/images", { text: "a", shortlist: 1025 }, 400, "shortlist: 1025 is more than the server's maximum of 1024 (maxShortlist)"],
+  ["shortlist 1e400 (Infinity)", "/v1/search/images", '{"text":"a","shortlist":1e400}', 400, 'shortlist: Infinity is not "all"'],
+  ["shortlist other word", "/v1/search/captions", { image: 1, shortlist: "some" }, 400, 'shortlist: "some" is not "all" or an integer in [0, 1024]'],
+  ["shortlist numeric string", "/v1/search/captions", { image: 1, shortlist: "128" }, 400, 'shortlist: "128" is not "all"'],
+  ["shortlist null", "/v1/search/images", { text: "a", shortlist: null }, 400, "shortlist: null is not"],
+  ["eval shortlist negative", "/v1/eval", { shortlist: -3 }, 400, 'shortlist: -3 is not "all" or an integer in [0, 1024]'],
+  ["eval shortlist above the maximum", "/v1/eval", { limit: 5, shortlist: 5000 }, 400, "shortlist: 5000 is more than the server's maximum of 1024"],
   // score
   ["no pairs", "/v1/score", {}, 400, "pairs"],
   ["empty pairs", "/v1/score", { pairs: [] }, 400, "pairs"],
@@ -436,8 +485,8 @@ describe("concurrency", () => {
     const { app } = appWith(new FakeEngine({ yieldTurns: 3 }), { limits: { maxPending: 50 } });
     const requests = Array.from({ length: 50 }, (_, i) => {
       switch (i % 4) {
-        case 0: return { req: post(app, "/v1/search/images", { tokens: [i % 50], k: 1 }), expect: { results: [{ index: i % 20, score: 1 }] } };
-        case 1: return { req: post(app, "/v1/search/captions", { image: i % 20, k: 1 }), expect: { results: [{ index: i % 20, score: 1, caption: `caption ${i % 20}`, image: Math.floor((i % 20) / 5) }] } };
+        case 0: return { req: post(app, "/v1/search/images", { tokens: [i % 50], k: 1 }), expect: { results: [{ index: i % 20, score: 1 }], shortlist: { used: "all", stage: null, scored: 20 } } };
+        case 1: return { req: post(app, "/v1/search/captions", { image: i % 20, k: 1, shortlist: 10 }), expect: { results: [{ index: i % 20, score: 1, caption: `caption ${i % 20}`, image: Math.floor((i % 20) / 5) }], shortlist: { used: 10, stage: "tranglo", scored: 10 } } };
         case 2: return { req: post(app, "/v1/score", { pairs: [{ image: i % 20, tokens: [i] }] }), expect: { scores: [(i % 20) + i] } };
         default: return { req: post(app, "/v1/search/images", { tokens: [1], k: 101 }), expect: "400" };
       }

@@ -48,7 +48,7 @@ describe("EnginePool", () => {
   });
 
   test("answers every verb exactly as the in-process engine", async () => {
-    const caption = (await local.searchCaptions({ image: 7 }, 1))[0]!.caption!;
+    const caption = (await local.searchCaptions({ image: 7 }, 1)).hits[0]!.caption!;
     // More pairs than one score batch, captions of 5 to 119 tokens, features and gallery images.
     const pairs: Array<ImageQuery & TextQuery> = [
       ...Array.from({ length: 20 }, (_, i) => ({ features: features(i), tokens: Array.from({ length: 5 + i * 6 }, (_, j) => 3 + ((i + j) % (local.vocabSize - 3))) })),
@@ -59,8 +59,11 @@ describe("EnginePool", () => {
       (e: typeof local | EnginePool) => e.searchImages({ tokens: [1, 5, 9, 2] }, 3),
       (e: typeof local | EnginePool) => e.searchCaptions({ image: 12 }, 10),
       (e: typeof local | EnginePool) => e.searchCaptions({ features: features(99) }, 4),
+      // Two-stage: the options cross the worker.
+      (e: typeof local | EnginePool) => e.searchImages({ text: caption }, 10, { shortlist: 32 }),
+      (e: typeof local | EnginePool) => e.searchCaptions({ image: 12 }, 10, { shortlist: 64 }),
       (e: typeof local | EnginePool) => e.score(pairs),
-      (e: typeof local | EnginePool) => e.evaluate(40),
+      (e: typeof local | EnginePool) => e.evaluate({ limit: 40, shortlist: 16 }),
     ];
     for (const call of calls) expect(await call(pool)).toEqual(await call(local));
   }, 120_000);
@@ -82,7 +85,7 @@ describe("EnginePool", () => {
     controller.abort(reason);
     expect([await running, await waiting]).toEqual([reason, reason]);
     expect(pool.waiting()).toBe(0);
-    expect(await pool.evaluate(10)).toEqual(await local.evaluate(10));
+    expect(await pool.evaluate({ limit: 10 })).toEqual(await local.evaluate({ limit: 10 }));
   }, 60_000);
 });
 

@@ -2,7 +2,8 @@
  * Test double: a deterministic RetrievalEngine with no model behind it. Scores are simple
  * functions of the query so tests can predict them; every call is recorded.
  */
-import type { EvalResult, Hit, ImageQuery, ModelInfo, RetrievalEngine, TextQuery } from "../../shared/retrieval/engine.ts";
+import type { EvalOptions, EvalResult, ImageQuery, ModelInfo, RetrievalEngine, SearchOptions, SearchResult, TextQuery } from "../../shared/retrieval/engine.ts";
+import { shortlistUsed } from "../../shared/retrieval/shortlist.ts";
 
 export interface FakeEngineOptions {
   images?: number;
@@ -77,21 +78,23 @@ export class FakeEngine implements RetrievalEngine {
     for (let i = 0; i < this.yieldTurns; i++) await new Promise((r) => setTimeout(r, 0));
   }
 
-  async searchImages(q: TextQuery, k: number): Promise<Hit[]> {
-    this.calls.push({ verb: "searchImages", args: [q, k] });
+  /** Scores do not depend on the shortlist; the report says what a real engine would have used. */
+  async searchImages(q: TextQuery, k: number, options: SearchOptions = {}): Promise<SearchResult> {
+    this.calls.push({ verb: "searchImages", args: [q, k, options] });
     await this.settle();
-    return this.topK(FakeEngine.key(q), this.images, k);
+    return { hits: this.topK(FakeEngine.key(q), this.images, k), shortlist: shortlistUsed(options.shortlist ?? "all", this.images) };
   }
 
-  async searchCaptions(q: ImageQuery, k: number): Promise<Hit[]> {
-    this.calls.push({ verb: "searchCaptions", args: [q, k] });
+  async searchCaptions(q: ImageQuery, k: number, options: SearchOptions = {}): Promise<SearchResult> {
+    this.calls.push({ verb: "searchCaptions", args: [q, k, options] });
     await this.settle();
     const n = this.images * this.perCaptions;
-    return this.topK(FakeEngine.key(q), n, k).map((h) => ({
+    const hits = this.topK(FakeEngine.key(q), n, k).map((h) => ({
       ...h,
       caption: `caption ${h.index}`,
       image: Math.floor(h.index / this.perCaptions),
     }));
+    return { hits, shortlist: shortlistUsed(options.shortlist ?? "all", n) };
   }
 
   async score(pairs: Array<ImageQuery & TextQuery>): Promise<number[]> {
@@ -100,11 +103,18 @@ export class FakeEngine implements RetrievalEngine {
     return pairs.map((p) => FakeEngine.key({ image: p.image, features: p.features }) + FakeEngine.key({ text: p.text, tokens: p.tokens }));
   }
 
-  async evaluate(limit?: number): Promise<EvalResult> {
-    this.calls.push({ verb: "evaluate", args: [limit] });
+  /** Fixed recall; a numeric shortlist adds a lower two-stage recall. */
+  async evaluate(options: EvalOptions = {}): Promise<EvalResult> {
+    this.calls.push({ verb: "evaluate", args: [options] });
     await this.settle();
-    const images = limit ?? this.images;
+    const images = options.limit ?? this.images;
     const m = { r1: 50, r5: 80, r10: 90, medr: 1, meanr: 2.5 };
-    return { i2t: m, t2i: m, rsum: 2 * (50 + 80 + 90), images, captions: images * this.perCaptions };
+    const r: EvalResult = { i2t: m, t2i: m, rsum: 2 * (50 + 80 + 90), images, captions: images * this.perCaptions };
+    const s = options.shortlist;
+    if (s !== undefined && s !== "all" && s !== 0) {
+      const t = { r1: 40, r5: 70, r10: 80, medr: 2, meanr: 5 };
+      r.twoStage = { shortlist: s, stage: "tranglo", i2t: t, t2i: t, rsum: 2 * (40 + 70 + 80) };
+    }
+    return r;
   }
 }

@@ -249,6 +249,22 @@ describe("edge/worker.ts in workerd serving an exported model", () => {
     expect(answers.get("eval, first 3 images")!.body.images).toBe(3);
   });
 
+  test("two-stage searches and evaluation: the shortlist used, the re-ranked hits, both recalls", () => {
+    const images = answers.get("search images, two-stage")!;
+    expect([images.status, images.body.shortlist]).toEqual([200, { used: 3, stage: "tranglo", scored: 3 }]);
+    expectRanked(images.body.results, 3, GALLERY.images);
+    const captions = answers.get("search captions, two-stage")!;
+    expect([captions.status, captions.body.shortlist]).toEqual([200, { used: 6, stage: "tranglo", scored: 6 }]);
+    expectRanked(captions.body.results, 4, GALLERY.images * GALLERY.perCaptions);
+    const evaluated = answers.get("eval with a shortlist")!;
+    // (Not toMatchObject with expect.any: Bun's writes the matcher into the object it checks, which the comparison below reads.)
+    const { shortlist, stage, rsum } = evaluated.body.twoStage;
+    expect([shortlist, stage, typeof rsum]).toEqual([2, "tranglo", "number"]);
+    expect(evaluated.body.rsum).toBe(answers.get("eval")!.body.rsum);
+    const over = answers.get("search images, shortlist over the maximum")!;
+    expect([over.status, over.body.error.message]).toEqual([400, expect.stringContaining("shortlist: 100000 is more than the server's maximum")]);
+  });
+
   test("a bad body is a 400 naming the field", () => {
     const noText = answers.get("search images without text")!;
     expect(noText.status).toBe(400);

@@ -34,6 +34,9 @@ export const REQUESTS: SpecRequest[] = [
   { name: "search images by tokens", method: "POST", path: "/v1/search/images", body: { tokens: [1, 7, 12, 2], k: 3 } },
   { name: "search captions of image 0", method: "POST", path: "/v1/search/captions", body: { image: 0, k: 7 } },
   { name: "search captions by features", method: "POST", path: "/v1/search/captions", body: { features: queryFeatures(1), k: 5 } },
+  // Two-stage: the first-stage vectors the export wrote, read by the Worker from its assets.
+  { name: "search images, two-stage", method: "POST", path: "/v1/search/images", body: { text: "A dog runs on the grass.", k: 3, shortlist: 3 } },
+  { name: "search captions, two-stage", method: "POST", path: "/v1/search/captions", body: { image: 1, k: 4, shortlist: 6 } },
   {
     name: "score",
     method: "POST",
@@ -48,9 +51,11 @@ export const REQUESTS: SpecRequest[] = [
   },
   { name: "eval", method: "POST", path: "/v1/eval", body: {} },
   { name: "eval, first 3 images", method: "POST", path: "/v1/eval", body: { limit: 3 } },
+  { name: "eval with a shortlist", method: "POST", path: "/v1/eval", body: { shortlist: 2 } },
   // Bad bodies: 400 with the field named, from the same validation in both runtimes.
   { name: "search images without text", method: "POST", path: "/v1/search/images", body: { k: 3 } },
   { name: "search captions, image out of range", method: "POST", path: "/v1/search/captions", body: { image: GALLERY.images, k: 3 } },
+  { name: "search images, shortlist over the maximum", method: "POST", path: "/v1/search/images", body: { text: "the red ball", shortlist: 100_000 } },
 ];
 
 /** What real-model.ts prints: the model it wrote and the in-process answers, in REQUESTS order. */

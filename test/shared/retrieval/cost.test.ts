@@ -3,7 +3,7 @@
  * worked by hand, and the bounds it derives for the edge's messages.
  */
 import { describe, expect, test } from "bun:test";
-import { ENCODE_CELLS_PER_TOKEN, evalCells, maxEvalImages, pairCells, scoreCells, searchCaptionsCells, searchImagesCells, textTokensBound } from "../../../shared/retrieval/cost";
+import { ENCODE_CELLS_PER_TOKEN, STAGE_ONE_CELLS_PER_ITEM, evalCells, maxEvalImages, pairCells, scoreCells, searchCaptionsCells, searchImagesCells, textTokensBound } from "../../../shared/retrieval/cost";
 import type { GalleryInfo } from "../../../shared/retrieval/engine";
 
 // 100 images, 5 captions each, 12 tokens per caption.
@@ -23,6 +23,16 @@ describe("cost of a request, in cells", () => {
   test("searches: the gallery's images or captions against the query", () => {
     expect(searchImagesCells(10, GALLERY, 36)).toBe(10 * ENCODE_CELLS_PER_TOKEN + 100 * pairCells(10, 36));
     expect(searchCaptionsCells(GALLERY, 36)).toBe(500 * pairCells(12, 36));
+  });
+
+  test("a shortlist: its items by the full model, every item by the first stage; exhaustive when it covers the gallery", () => {
+    expect(searchImagesCells(10, GALLERY, 36, 16)).toBe(10 * ENCODE_CELLS_PER_TOKEN + 100 * STAGE_ONE_CELLS_PER_ITEM + 16 * pairCells(10, 36));
+    expect(searchCaptionsCells(GALLERY, 36, 64)).toBe(500 * STAGE_ONE_CELLS_PER_ITEM + 64 * pairCells(12, 36));
+    for (const all of ["all", 0, 100, 5000] as const) expect(searchImagesCells(10, GALLERY, 36, all)).toBe(searchImagesCells(10, GALLERY, 36));
+    expect(searchCaptionsCells(GALLERY, 36, 500)).toBe(searchCaptionsCells(GALLERY, 36));
+    // An evaluation with a shortlist computes the full matrix and the first stage of every pair.
+    expect(evalCells(10, GALLERY, 36, 8)).toBe(10 * 10 * 5 * (pairCells(12, 36) + STAGE_ONE_CELLS_PER_ITEM));
+    expect(maxEvalImages(evalCells(10, GALLERY, 36, 8), GALLERY, 36, 8)).toBe(10);
   });
 
   test("evaluation grows with the square of its images", () => {

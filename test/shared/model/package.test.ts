@@ -1,0 +1,110 @@
+/**
+ * The gallery's first-stage vectors in the exported package (shared/model/package.ts): written by
+ * encodeModelPackage, read back bit for bit by decodeModelPackage; a package exported before them
+ * still decodes (without them) and its engine computes them; half a set is refused. A small
+ * random-weights model with a random gallery: the format does not depend on the values.
+ */
+import { beforeAll, describe, expect, test } from "bun:test";
+import { REGIONS, sgrafConfig } from "../../../shared/model/config";
+import type { EncodedCaptions, EncodedImages } from "../../../shared/model/inference";
+import { type Gallery, MODEL_JSON, decodeModelPackage, encodeModelPackage, galleryStageOne, manifestDigest, sha256Hex } from "../../../shared/model/package";
+import { ParamStore } from "../../../shared/model/params";
+import { TRANGLO_WEIGHT, trangloScales } from "../../../shared/model/stage-one";
+import { Random } from "../../../shared/random";
+import { Pc2Engine } from "../../../shared/retrieval/pc2-engine";
+import { initBackend } from "../../../trainer/backend";
+
+const config = sgrafConfig({ img_dim: 8, embed_size: 16, word_dim: 8, sim_dim: 8, proj_dim: 8, vocab_size: 20 });
+const IMAGES = 12;
+let nets: ParamStore[];
+let gallery: Gallery;
+let files: Map<string, Uint8Array>;
+
+function encodings(rng: Random, tokens: number[][]): { images: EncodedImages; captions: EncodedCaptions } {
+  const E = config.embed_size;
+  const lengths = Int32Array.from(tokens, (t) => t.length);
+  const offsets = new Int32Array(lengths.length);
+  for (let i = 1; i < lengths.length; i++) offsets[i] = offsets[i - 1] + lengths[i - 1];
+  const words = lengths.reduce((a, b) => a + b, 0);
+  return {
+    images: { count: IMAGES, embed: E, emb: rng.uniformArray(IMAGES * REGIONS * E, -1, 1), glo: rng.uniformArray(IMAGES * E, -1, 1) },
+    captions: { count: tokens.length, embed: E, lengths, offsets, emb: rng.uniformArray(words * E, -1, 1), glo: rng.uniformArray(tokens.length * E, -1, 1) },
+  };
+}
+
+beforeAll(async () => {
+  await initBackend("cpu");
+  const rng = new Random(11);
+  nets = [ParamStore.init(config, rng), ParamStore.init(config, rng)];
+  const tokens = Array.from({ length: IMAGES * 5 }, (_, i) => [1, 3 + (i % 15), 4 + (i % 11), 2]);
+  const enc = nets.map(() => encodings(rng, tokens));
+  gallery = { split: "test", perCaptions: 5, images: enc.map((e) => e.images), captions: enc.map((e) => e.captions), texts: tokens.map(() => null), tokens };
+  files = await encodeModelPackage({ config, netNames: ["A", "B"], nets, dtype: "uint8", vocab: null, gallery });
+});
+
+const decode = (f: Map<string, Uint8Array>, json = f.get(MODEL_JSON)!) => decodeModelPackage(json, (n) => f.get(n)!, "pkg");
+
+/** The package's model.json with its stage-one entries removed (re-signed): an export from before them. */
+async function withoutStageOne(): Promise<Uint8Array> {
+  const j = JSON.parse(new TextDecoder().decode(files.get(MODEL_JSON)!));
+  j.gallery.manifest = j.gallery.manifest.filter((g: { paths: string[] }) => !g.paths[0].startsWith("stage1"));
+  j.digest = await manifestDigest(j);
+  return new TextEncoder().encode(JSON.stringify(j));
+}
+
+describe("first-stage vectors in the package", () => {
+  test("are written as int8 with a float32 scale per vector, in their own shards", () => {
+    const j = JSON.parse(new TextDecoder().decode(files.get(MODEL_JSON)!));
+    const group = j.gallery.manifest[1];
+    expect(group.paths).toEqual(["stage1-00.bin"]);
+    expect(group.weights.map((w: { name: string }) => w.name)).toEqual(["A.images.stage1", "A.images.stage1_scale", "B.images.stage1", "B.images.stage1_scale", "A.captions.stage1", "A.captions.stage1_scale", "B.captions.stage1", "B.captions.stage1_scale"]);
+    expect(group.weights[0]).toEqual({ name: "A.images.stage1", shape: [IMAGES, 16], dtype: "float32", quantization: { dtype: "uint8", min: -128, scale: 1 } });
+    // int8 values and float32 scales: (12 + 60) items × (16 bytes + 4) per net.
+    expect(files.get("stage1-00.bin")!.length).toBe(2 * (IMAGES + 5 * IMAGES) * (16 + 4));
+  });
+
+  test("round-trip exactly: the decoded vectors are the ones computed from the float32 pooled vectors", async () => {
+    const pkg = await decode(files);
+    const scales = nets.map((p) => trangloScales(p.get(TRANGLO_WEIGHT).dataSync() as Float32Array, config.embed_size));
+    const want = galleryStageOne(gallery, scales);
+    const got = pkg.gallery!.stageOne!;
+    for (const side of ["images", "captions"] as const) {
+      for (let n = 0; n < 2; n++) {
+        expect(got[side][n].count).toBe(want[side][n].count);
+        expect(Array.from(got[side][n].values)).toEqual(Array.from(want[side][n].values));
+        expect(Array.from(got[side][n].scales)).toEqual(Array.from(want[side][n].scales));
+      }
+    }
+    // Some values at both ends of int8: the offset of 128 is undone.
+    expect(Math.min(...got.images[0].values)).toBe(-127);
+    expect(Math.max(...got.captions[1].values)).toBe(127);
+    for (const p of pkg.nets) p.dispose();
+  });
+
+  test("a package exported before them decodes without them, and its engine computes the same shortlists", async () => {
+    const old = await decode(files, await withoutStageOne());
+    expect(old.gallery!.stageOne).toBeUndefined();
+    const current = await decode(files);
+    const [a, b] = [new Pc2Engine(old), new Pc2Engine(current)];
+    for (const tokens of gallery.tokens.slice(0, 6)) {
+      const [x, y] = [await a.searchImages({ tokens }, 4, { shortlist: 4 }), await b.searchImages({ tokens }, 4, { shortlist: 4 })];
+      expect(x.shortlist).toEqual({ used: 4, stage: "tranglo", scored: 4 });
+      // The old package's vectors come from its float16 pooled vectors: the same shortlist here.
+      expect(new Set(x.hits.map((h) => h.index))).toEqual(new Set(y.hits.map((h) => h.index)));
+    }
+    a.dispose();
+    b.dispose();
+  });
+
+  test("half a set of them is refused, naming what is missing", async () => {
+    const j = JSON.parse(new TextDecoder().decode(files.get(MODEL_JSON)!));
+    j.gallery.manifest[1].weights = j.gallery.manifest[1].weights.filter((w: { name: string }) => w.name !== "B.captions.stage1_scale");
+    // Its shard still holds those bytes: drop them with the entry so that the group's size agrees.
+    const bin = files.get("stage1-00.bin")!;
+    const cut = new Map(files);
+    cut.set("stage1-00.bin", bin.slice(0, bin.length - 5 * IMAGES * 4));
+    j.files["stage1-00.bin"] = { bytes: bin.length - 5 * IMAGES * 4, sha256: await sha256Hex(cut.get("stage1-00.bin")!) };
+    j.digest = await manifestDigest(j);
+    await expect(decode(cut, new TextEncoder().encode(JSON.stringify(j)))).rejects.toThrow("the gallery has some first-stage vectors but lacks B.captions.stage1_scale");
+  });
+});
