@@ -47,7 +47,11 @@ async function exportNowJieba(out: string): Promise<void> {
   console.log(JSON.stringify({ captions: ds.captions.test }));
 }
 
-main().catch((error: unknown) => {
+// Awaited at the top level: with a bare main().catch(), Bun exited 0 halfway through (while the
+// wasm backend and Jieba compiled, nothing it counts kept the process alive) and wrote no model.
+try {
+  await main();
+} catch (error: unknown) {
   console.error(error);
   process.exit(1);
-});
+}
