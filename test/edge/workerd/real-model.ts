@@ -92,7 +92,11 @@ async function main(): Promise<void> {
   console.log(JSON.stringify(out));
 }
 
-main().catch((error: unknown) => {
+// Awaited at the top level, as browser/export-model.ts is: a bare main().catch() can let Bun exit 0
+// halfway through.
+try {
+  await main();
+} catch (error: unknown) {
   console.error(error);
   process.exit(1);
-});
+}
