@@ -379,7 +379,8 @@ export async function decodeModelPackage(modelJson: Uint8Array, read: (name: str
   };
   const weights = await decodeGroups(json.weightsManifest);
   const arrays = new Map([...weights].map(([k, a]) => [k, { dtype: "float32" as const, shape: a.shape, data: a.data }]));
-  const nets = json.nets.map((n) => ParamStore.fromArrays(json.config, arrays, `${source}/${MODEL_JSON}`, `${n}.`));
+  // A package is an inference model: its weights never change, so their transposes are kept.
+  const nets = json.nets.map((n) => ParamStore.fromArrays(json.config, arrays, `${source}/${MODEL_JSON}`, `${n}.`).freeze());
   let vocab: VocabFile | null = null;
   if (json.text.kind === "words") {
     const vr = v.safeParse(VocabFileSchema, JSON.parse(new TextDecoder().decode(await file(json.text.vocab ?? "vocab.json"))));

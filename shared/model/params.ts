@@ -7,6 +7,7 @@ import * as tf from "./tf";
 import { FormatError, type NdArray, numel } from "../formats/ndarray";
 import type { Random } from "../random";
 import { PROJ_HIDDEN, REGIONS, type SgrafConfig } from "./config";
+import { freezeWeight, releaseWeight } from "./ops";
 
 type Init =
   | { kind: "xavier"; fanIn: number; fanOut: number } // the official init_weights: U(±sqrt(6/(in+out)))
@@ -212,7 +213,17 @@ export class ParamStore {
     for (const k of [...this.buffers.keys()]) this.setBuffer(k, other.get(k).clone());
   }
 
+  /**
+   * Marks these parameters as an inference model's, never to change again: the products that use a
+   * weight transposed keep its transpose (ops.ts transposeOf). Nothing may assign to them after.
+   */
+  freeze(): this {
+    for (const v of this.vars.values()) if (v.rank === 2) freezeWeight(v);
+    return this;
+  }
+
   dispose(): void {
+    for (const v of this.vars.values()) releaseWeight(v);
     for (const v of this.vars.values()) v.dispose();
     for (const b of this.buffers.values()) b.dispose();
     this.vars.clear();

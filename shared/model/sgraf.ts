@@ -12,7 +12,7 @@
 import * as tf from "./tf";
 import type { Random } from "../random";
 import { REGIONS, type SgrafConfig } from "./config";
-import { bmm, l2norm, lengthMask, linear, maskedSoftmax, mm, sigmoid, softmax } from "./ops";
+import { bmm, l2norm, lengthMask, linear, maskedSoftmax, mm, sigmoid, softmax, transposeOf } from "./ops";
 import { type ParamStore, gruNames } from "./params";
 
 /** Batch-norm epsilon and momentum of PyTorch's BatchNorm1d defaults. */
@@ -124,7 +124,7 @@ function gruDirection(p: ParamStore, layer: number, reverse: boolean, x: tf.Tens
   const [T, B, inF] = x.shape;
   const gx = linear(x.reshape([T * B, inF]), p.get(names.wIh), p.get(names.bIh)).reshape([T, B, 3 * H]);
   const gxs = tf.unstack(gx) as tf.Tensor2D[];
-  const wHhT = tf.transpose(p.get(names.wHh));
+  const wHhT = transposeOf(p.get(names.wHh));
   const bHh = p.get(names.bHh);
   let h: tf.Tensor2D = tf.zeros([B, H]);
   const out: tf.Tensor2D[] = [];
