@@ -26,7 +26,7 @@ import { type SgrafConfig, SgrafConfigSchema } from "../shared/model/config";
 import { Adam } from "../shared/model/optim";
 import { ParamStore } from "../shared/model/params";
 import type { Net } from "../shared/model/steps";
-import { NetReferenceSchema } from "../shared/eval/diagnostics";
+import { RunReferenceSchema } from "../shared/eval/diagnostics";
 import { SplitEvaluationSchema } from "./evaluate";
 import { writeFileAtomic } from "./files";
 
@@ -91,7 +91,7 @@ export const RunStateSchema = v.object({
   /** Each net's learning-rate factor: 1, divided by 10 after each collapse that --recovery restored. */
   lrScale: v.optional(v.object({ A: v.number(), B: v.number() }), { A: 1, B: 1 }),
   /** Each net's similarity std and own rsum on the validation split after warmup: what a collapse is measured against. */
-  reference: v.optional(v.nullable(v.object({ A: NetReferenceSchema, B: NetReferenceSchema })), null),
+  reference: v.optional(v.nullable(RunReferenceSchema), null),
   /** The checkpoint of the last good state (the start of the co-training epoch in progress), for --recovery. */
   restorePoint: v.optional(v.nullable(v.string()), null),
 });

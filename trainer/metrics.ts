@@ -114,16 +114,23 @@ export const ValidationRecordSchema = v.object({
   recovered: v.optional(v.boolean()),
 });
 
-/** What the diagnostics flag: a split that keeps (nearly) nothing or everything, or a collapsed net. */
-export const ALARMS = ["degenerate_split", "collapsed_net"] as const;
+/**
+ * What the diagnostics flag: a split that keeps (nearly) nothing or everything, a collapsed net, or
+ * a run whose selected model validates below the model after warmup (co-training made it worse).
+ */
+export const ALARMS = ["degenerate_split", "collapsed_net", "below_warmup"] as const;
 
 /** A problem the run noticed, and what it did about it. */
 export const AlarmRecordSchema = v.object({
   type: v.literal("alarm"),
   kind: v.picklist(ALARMS),
   epoch: Int,
-  net: v.picklist(NETS),
-  /** The measured value (the split's clean share, or the net's similarity std) and the rule's bound. */
+  /** The net concerned (absent for below_warmup, which is about the two-net model). */
+  net: v.optional(v.picklist(NETS)),
+  /**
+   * The measured value and the rule's bound: the split's clean share, the net's similarity std, or
+   * the selected model's validation rsum against the one after warmup.
+   */
   value: v.number(),
   threshold: v.number(),
   /** What was done: "reported", or the recovery applied. */

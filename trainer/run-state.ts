@@ -6,7 +6,7 @@
  * `--model_path` without `--resume`: co-training starts at epoch 0), or resumed at the next step.
  */
 import { existsSync } from "node:fs";
-import type { NetReference } from "../shared/eval/diagnostics";
+import type { RunReference } from "../shared/eval/diagnostics";
 import type { SgrafConfig } from "../shared/model/config";
 import { Adam } from "../shared/model/optim";
 import { ParamStore } from "../shared/model/params";
@@ -35,7 +35,7 @@ export interface Run {
   /** The checkpoint holding the state at the start of the co-training epoch in progress. */
   restorePoint: string | null;
   /** Each net's similarity std on the validation split after warmup (the collapse rule's reference). */
-  reference: { A: NetReference; B: NetReference } | null;
+  reference: RunReference | null;
 }
 
 import { TrainingFault } from "./fault";

@@ -13,7 +13,7 @@
 import { appendFileSync, mkdirSync } from "node:fs";
 import { basename, join, resolve } from "node:path";
 import { cleanComponent, fitGmm1D } from "../shared/eval/gmm";
-import { COLLAPSE_RATIO, DEGENERATE_SPLIT_SHARE, type NetReference, collapsed, degenerateSplit, rocAuc } from "../shared/eval/diagnostics";
+import { COLLAPSE_RATIO, DEGENERATE_SPLIT_SHARE, type NetReference, type RunReference, collapsed, degenerateSplit, rocAuc } from "../shared/eval/diagnostics";
 import { formatRecall } from "../shared/eval/metrics";
 import { klConsistency, minMaxNormalize, splitPrecisionRecall, splitProb } from "../shared/eval/split";
 import { sgrafConfig } from "../shared/model/config";
@@ -217,7 +217,9 @@ export async function train(config0: TrainConfig, hooks: TrainHooks, options: { 
       run.reference = netReference(r);
       hooks.log(`the loaded nets on the validation split: similarity std A ${run.reference.A.std.toExponential(2)}, B ${run.reference.B.std.toExponential(2)}; own rsum A ${run.reference.A.rsum.toFixed(1)}, B ${run.reference.B.rsum.toFixed(1)}`);
     }
+    let cotrained = false;
     while (run.cursor.stage === "cotrain" && run.cursor.epoch < config.num_epochs) {
+      cotrained = true;
       const epoch = run.cursor.epoch;
       const t0 = performance.now();
       const lr = learningRate(config, epoch);
@@ -248,6 +250,7 @@ export async function train(config0: TrainConfig, hooks: TrainHooks, options: { 
       run.restorePoint = join(outputDir, OUTPUT_FILES.latest);
       writeResults(outputDir, run);
     }
+    if (cotrained) checkBelowWarmup(ctx);
     writeResults(outputDir, run);
     ctx.phase = "export";
     await hooks.finish?.(run, data, outputDir, pause);
@@ -608,7 +611,7 @@ async function trainPart(ctx: PartContext, which: "A" | "B"): Promise<RandomStat
 }
 
 /** Records what the diagnostics found, and logs it where a user will see it. */
-function alarm(ctx: PartContext, kind: AlarmRecord["kind"], epoch: number | "warmup", net: NetName, value: number, threshold: number, action: string): void {
+function alarm(ctx: PartContext, kind: "collapsed_net" | "degenerate_split", epoch: number | "warmup", net: NetName, value: number, threshold: number, action: string): void {
   const what = kind === "collapsed_net" ? `net ${net} COLLAPSED: its validation similarities went nearly constant (std ${value.toExponential(2)}, under ${threshold.toExponential(2)}, a tenth of its spread after warmup) and its own ranking is lost` : `net ${net}'s split is DEGENERATE: it keeps ${(100 * value).toFixed(1)}% of the pairs as clean`;
   ctx.hooks.log(`!! epoch ${epoch}: ${what}; ${action}`);
   ctx.metrics({ type: "alarm", kind, epoch: epoch === "warmup" ? 0 : epoch, net, value, threshold, action });
@@ -638,9 +641,23 @@ function recoverCollapsed(ctx: PartContext, epoch: number, v: SplitEvaluation): 
 }
 
 /** Each net's spread and own rsum in a validation: the reference of the collapse rule. */
-function netReference(v: SplitEvaluation): { A: NetReference; B: NetReference } {
+function netReference(v: SplitEvaluation): RunReference {
   const [a, b] = v.spreads!;
-  return { A: { std: a.std, rsum: a.rsum ?? 0 }, B: { std: b.std, rsum: b.rsum ?? 0 } };
+  return { A: { std: a.std, rsum: a.rsum ?? 0 }, B: { std: b.std, rsum: b.rsum ?? 0 }, rsum: v.rsum };
+}
+
+/**
+ * After co-training: when the model the run hands over (its best validation) validates below the
+ * model after warmup, co-training made it worse, and the user is told so loudly, with what to do.
+ * The official selection never keeps the post-warmup model (`--select all` does).
+ */
+function checkBelowWarmup(ctx: PartContext): void {
+  const { run } = ctx;
+  const warm = run.reference?.rsum;
+  if (warm === undefined || typeof run.bestEpoch !== "number" || !(run.bestRsum < warm)) return;
+  const action = "reported: the model after warmup was better; rerun with --select all to keep it (the official selection never does), or see the report's diagnostics";
+  ctx.hooks.log(`!! the selected model (epoch ${run.bestEpoch}, validation rsum ${run.bestRsum.toFixed(1)}) is WORSE than the model after warmup (validation rsum ${warm.toFixed(1)}): co-training did not help on this data; ${action}`);
+  ctx.metrics({ type: "alarm", kind: "below_warmup", epoch: run.bestEpoch, value: run.bestRsum, threshold: warm, action });
 }
 
 /** The nets whose validation similarities went nearly constant and whose own ranking was lost. */

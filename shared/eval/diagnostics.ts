@@ -93,6 +93,14 @@ export const COLLAPSE_RATIO = 0.1;
 export const NetReferenceSchema = v.object({ std: v.number(), rsum: v.number() });
 export type NetReference = v.InferOutput<typeof NetReferenceSchema>;
 
+/**
+ * What a run compares its co-training against, measured on the validation split after warmup (or
+ * on the nets loaded with --model_path): each net's spread and own rsum, and the two-net rsum
+ * (absent in checkpoints written before it was kept).
+ */
+export const RunReferenceSchema = v.object({ A: NetReferenceSchema, B: NetReferenceSchema, rsum: v.optional(v.number()) });
+export type RunReference = v.InferOutput<typeof RunReferenceSchema>;
+
 /** The share of its post-warmup rsum under which a net's own ranking counts as lost. */
 export const COLLAPSE_RSUM_RATIO = 0.5;
 /** Under this share of its post-warmup spread a net is collapsed whatever its ranking. */

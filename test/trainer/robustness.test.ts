@@ -11,6 +11,7 @@ import { initBackend } from "../../trainer/backend";
 import { readCheckpointFile } from "../../trainer/checkpoint";
 import type { SyntheticDataset } from "../../trainer/data/synthetic";
 import type { AlarmRecord, MetricsRecord, ValidationRecord } from "../../trainer/metrics";
+import { renderReport } from "../../trainer/report";
 import { OUTPUT_FILES, train } from "../../trainer/train";
 import { checkpointDiff, readMetrics, recordingHooks, tempDir, tinyConfig, tinyDataset } from "./train-fixtures";
 
@@ -47,10 +48,10 @@ describe("--num_epochs 0: warmup only, tested (the vanilla baseline)", () => {
 });
 
 describe("collapse detection and recovery", () => {
-  const collapseRun = async (name: string, recovery: "restore" | "off") => {
+  const collapseRun = async (name: string, recovery: "restore" | "off", learningRate = "2") => {
     const out = join(tmp.dir, name);
     const hooks = recordingHooks();
-    await train(tinyConfig(ds, out, { module_name: "SAF", model_path: join(vanilla, OUTPUT_FILES.warmup(0)), learning_rate: "2", recovery }), hooks);
+    await train(tinyConfig(ds, out, { module_name: "SAF", model_path: join(vanilla, OUTPUT_FILES.warmup(0)), learning_rate: learningRate, recovery }), hooks);
     return { out, hooks, records: readMetrics(out) };
   };
 
@@ -67,7 +68,7 @@ describe("collapse detection and recovery", () => {
       const ofEpoch = vals.filter((v) => v.epoch === a.epoch);
       expect(ofEpoch.map((v) => v.recovered ?? false)).toEqual([false, true]);
       expect(ofEpoch[0].best).toBe(false);
-      expect(ofEpoch[1].spread![a.net].std).toBeGreaterThan(a.threshold);
+      expect(ofEpoch[1].spread![a.net!].std).toBeGreaterThan(a.threshold);
     }
     const final = readCheckpointFile(join(out, OUTPUT_FILES.latest)).state;
     for (const net of ["A", "B"] as const) expect([net, final.lrScale[net]]).toEqual([net, alarms.some((a) => a.net === net) ? 0.1 ** alarms.filter((a) => a.net === net).length : 1]);
@@ -80,6 +81,26 @@ describe("collapse detection and recovery", () => {
     expect(alarms.every((a) => a.action === "reported (--recovery off)")).toBe(true);
     expect(of(records, "validation").some((v: ValidationRecord) => v.recovered)).toBe(false);
     expect(readCheckpointFile(join(out, OUTPUT_FILES.latest)).state.lrScale).toEqual({ A: 1, B: 1 });
+  });
+
+  test("a selected model that validates below the loaded (warmup) nets is called out once, in the log, the metrics and the report", async () => {
+    // A warmup that learned something (learning rate 0.05, rsum well above chance), then co-training
+    // at learning rate 2, which wrecks both nets; nothing restores them.
+    const warm = join(tmp.dir, "good-warmup");
+    await train(tinyConfig(ds, warm, { module_name: "SAF", num_epochs: "0", warmup_epoch: "3", learning_rate: "0.05" }), recordingHooks());
+    const out = join(tmp.dir, "below-warmup");
+    const hooks = recordingHooks();
+    await train(tinyConfig(ds, out, { module_name: "SAF", model_path: join(warm, OUTPUT_FILES.warmup(2)), num_epochs: "1", learning_rate: "2", recovery: "off" }), hooks);
+    const records = readMetrics(out);
+    const results = JSON.parse(readFileSync(join(out, OUTPUT_FILES.results), "utf8")) as { best_validation_rsum: number; best_validation_epoch: number };
+    const below = of(records, "alarm").filter((a) => a.kind === "below_warmup");
+    expect(below.length).toBe(1);
+    expect([below[0].epoch, below[0].value]).toEqual([results.best_validation_epoch, results.best_validation_rsum]);
+    expect(below[0].value).toBeLessThan(below[0].threshold);
+    expect(hooks.lines.filter((l) => l.includes("is WORSE than the model after warmup")).length).toBe(1);
+    const html = renderReport(records, { title: "t", config: {} });
+    expect(html).toContain("below the model after warmup");
+    expect(html).toContain(`rsum ${below[0].value.toFixed(1)} against ${below[0].threshold.toFixed(1)}`);
   });
 });
 
@@ -96,6 +117,8 @@ describe("--select all and --po_bank_index subset", () => {
       best = Math.max(best, v.rsum);
     }
     expect(existsSync(join(out, OUTPUT_FILES.best))).toBe(true);
+    // A selected model is never below the post-warmup one when that one is a candidate.
+    expect(of(readMetrics(out), "alarm").some((a) => a.kind === "below_warmup")).toBe(false);
   });
 
   test("--po_bank_index subset writes the unlabeled step's PO outputs at subset positions (the banks differ)", async () => {

@@ -13,7 +13,9 @@ export function alarmBanner(alarms: AlarmRecord[]): string {
   const line = (a: AlarmRecord) =>
     a.kind === "collapsed_net"
       ? `co-training epoch ${a.epoch}: net ${a.net} <b>collapsed</b> (similarity std ${a.value.toExponential(2)}, bound ${a.threshold.toExponential(2)}) — ${esc(a.action)}`
-      : `co-training epoch ${a.epoch}: net ${a.net}'s split is <b>degenerate</b> (keeps ${fix(100 * a.value, 1)}% of the pairs as clean) — ${esc(a.action)}`;
+      : a.kind === "below_warmup"
+        ? `the selected model (co-training epoch ${a.epoch}) validates <b>below the model after warmup</b> (rsum ${fix(a.value, 1)} against ${fix(a.threshold, 1)}): co-training made it worse — ${esc(a.action)}`
+        : `co-training epoch ${a.epoch}: net ${a.net}'s split is <b>degenerate</b> (keeps ${fix(100 * a.value, 1)}% of the pairs as clean) — ${esc(a.action)}`;
   return `<div class="alarm" id="alarms" role="alert">
 <h2>${alarms.length} alarm${alarms.length === 1 ? "" : "s"}</h2>
 <ul>
