@@ -18,7 +18,7 @@ import { parseArgs } from "node:util";
 import { type MetricsRecord, parseMetricsJsonl } from "../trainer/metrics";
 import { OUTPUT_FILES } from "../trainer/train";
 import { e2eFlags } from "./cotrain_epoch0";
-import { loadAverage, median, percentile } from "./support/stats";
+import { loadAverage, percentile } from "./support/stats";
 
 const { values } = parseArgs({
   options: {
@@ -89,6 +89,12 @@ await Promise.all(
 );
 
 const f = (x: number) => x.toFixed(1);
+/** The median as the midpoint of the two middle values for an even count (support/stats.ts's is the upper one). */
+const median = (xs: number[]) => {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+};
 const lines = ["| variant | runs | test rsum median | quartiles | min – max | runs with a collapse detected | per seed |", "|---|---|---|---|---|---|---|"];
 for (const [variant, rs] of Object.entries(results)) {
   const xs = rs.map((r) => r.rsum ?? Number.NaN);
