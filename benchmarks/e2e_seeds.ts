@@ -12,13 +12,13 @@
  * figure; `--official-log` figures for comparison are the official code's on the same set (its
  * reference run: test 77.9 for seed 0; docs/fidelity.md has its seeds 0-3: 77.9, 76.0, 589.3, 470.1).
  */
-import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
-import { type MetricsRecord, parseMetricsJsonl } from "../trainer/metrics";
 import { OUTPUT_FILES } from "../trainer/train";
+import { alarmCount, cachedTrainRun } from "./support/train_run";
 import { e2eFlags } from "./cotrain_epoch0";
-import { loadAverage, percentile } from "./support/stats";
+import { loadAverage, midpointMedian, percentile } from "./support/stats";
 
 const { values } = parseArgs({
   options: {
@@ -34,7 +34,6 @@ const seeds = values.seeds!.split(",").flatMap((p) => {
 });
 const root = resolve(values.out!);
 mkdirSync(root, { recursive: true });
-const TRAIN = resolve(import.meta.dir, "../trainer/cli/train.ts");
 const EPOCHS = 6;
 const WARMUP = 4;
 
@@ -48,21 +47,15 @@ interface RunResult {
 }
 
 async function run(name: string, seed: number, extra: string[]): Promise<RunResult> {
-  const out = join(root, name);
-  const done = join(out, "run.json");
-  if (existsSync(done)) return JSON.parse(readFileSync(done, "utf8")) as RunResult;
-  rmSync(out, { recursive: true, force: true });
-  const t0 = performance.now();
-  const p = Bun.spawn([process.execPath, TRAIN, ...e2eFlags(), "--seed", String(seed), "--output_dir", out, ...extra], { stdout: "ignore", stderr: "pipe" });
-  const stderr = await new Response(p.stderr).text();
-  const seconds = (performance.now() - t0) / 1000;
-  if ((await p.exited) !== 0) throw new Error(`${name} exited ${p.exitCode}: ${stderr.slice(-2000)}`);
-  const results = JSON.parse(readFileSync(join(out, OUTPUT_FILES.results), "utf8")) as { rsum: number | null; best_validation_epoch?: number | string | null };
-  const records: MetricsRecord[] = parseMetricsJsonl(readFileSync(join(out, OUTPUT_FILES.metrics), "utf8"));
-  const alarms = (kind: string) => records.filter((r) => r.type === "alarm" && r.kind === kind).length;
-  const r: RunResult = { seed, rsum: results.rsum, seconds, collapses: alarms("collapsed_net"), degenerate: alarms("degenerate_split"), bestEpoch: results.best_validation_epoch ?? null };
-  console.log(`${name}: test rsum ${r.rsum?.toFixed(1) ?? "n/a"}, collapses ${r.collapses}, degenerate splits ${r.degenerate}, ${seconds.toFixed(0)} s`);
-  writeFileSync(done, `${JSON.stringify(r)}\n`);
+  const { summary: r, cached } = await cachedTrainRun(join(root, name), [...e2eFlags(), "--seed", String(seed), ...extra], ({ results, records, seconds }) => ({
+    seed,
+    rsum: results.rsum,
+    seconds,
+    collapses: alarmCount(records, "collapsed_net"),
+    degenerate: alarmCount(records, "degenerate_split"),
+    bestEpoch: results.best_validation_epoch ?? null,
+  }));
+  if (!cached) console.log(`${name}: test rsum ${r.rsum?.toFixed(1) ?? "n/a"}, collapses ${r.collapses}, degenerate splits ${r.degenerate}, ${r.seconds.toFixed(0)} s`);
   return r;
 }
 
@@ -89,17 +82,12 @@ await Promise.all(
 );
 
 const f = (x: number) => x.toFixed(1);
-/** The median as the midpoint of the two middle values for an even count (support/stats.ts's is the upper one). */
-const median = (xs: number[]) => {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
-};
+
 const lines = ["| variant | runs | test rsum median | quartiles | min – max | runs with a collapse detected | per seed |", "|---|---|---|---|---|---|---|"];
 for (const [variant, rs] of Object.entries(results)) {
   const xs = rs.map((r) => r.rsum ?? Number.NaN);
   const per = [...rs].sort((a, b) => a.seed - b.seed).map((r) => `${r.seed}: ${r.rsum === null ? "n/a" : f(r.rsum)}${r.collapses ? "*" : ""}`);
-  lines.push(`| ${variant} | ${rs.length} | ${f(median(xs))} | ${f(percentile(xs, 25))} – ${f(percentile(xs, 75))} | ${f(Math.min(...xs))} – ${f(Math.max(...xs))} | ${rs.filter((r) => r.collapses > 0).length} | ${per.join(", ")} |`);
+  lines.push(`| ${variant} | ${rs.length} | ${f(midpointMedian(xs))} | ${f(percentile(xs, 25))} – ${f(percentile(xs, 75))} | ${f(Math.min(...xs))} – ${f(Math.max(...xs))} | ${rs.filter((r) => r.collapses > 0).length} | ${per.join(", ")} |`);
 }
 const table = `${lines.join("\n")}\n\n(* a collapse detected; ${values.jobs} seed(s) at a time; load average at the end ${loadAverage()})`;
 console.log(`\n${table}`);

@@ -14,12 +14,12 @@
  * `<out>/table.md`. `--jobs N` runs N (noise, seed) cells at once; a finished run leaves `run.json`
  * in its folder and is not run again, so an interrupted grid continues where it stopped.
  */
-import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { SYNTHETIC_PRESET } from "../trainer/config";
-import { type MetricsRecord, parseMetricsJsonl } from "../trainer/metrics";
 import { OUTPUT_FILES } from "../trainer/train";
+import { alarmCount, cachedTrainRun } from "./support/train_run";
 import { loadAverage } from "./support/stats";
 
 const { values } = parseArgs({
@@ -36,7 +36,6 @@ const seeds = values.seeds!.split(",").map(Number);
 const root = resolve(values.out!);
 mkdirSync(root, { recursive: true });
 
-const TRAIN = resolve(import.meta.dir, "../trainer/cli/train.ts");
 const WARMUP = Number(SYNTHETIC_PRESET.warmup_epoch);
 const EPOCHS = Number(SYNTHETIC_PRESET.num_epochs);
 
@@ -49,23 +48,14 @@ interface RunResult {
 }
 
 async function run(name: string, flags: Record<string, string>): Promise<RunResult> {
-  const out = join(root, name);
-  const done = join(out, "run.json");
-  if (existsSync(done)) return JSON.parse(readFileSync(done, "utf8")) as RunResult;
-  rmSync(out, { recursive: true, force: true });
-  const argv = Object.entries({ ...flags, output_dir: out }).flatMap(([k, v]) => [`--${k}`, v]);
-  const t0 = performance.now();
-  const p = Bun.spawn([process.execPath, TRAIN, ...argv], { stdout: "ignore", stderr: "pipe" });
-  const stderr = await new Response(p.stderr).text();
-  const seconds = (performance.now() - t0) / 1000;
-  if ((await p.exited) !== 0) throw new Error(`${name} exited ${p.exitCode}: ${stderr.slice(-2000)}`);
-  const results = JSON.parse(readFileSync(join(out, OUTPUT_FILES.results), "utf8")) as { rsum: number | null };
-  const records: MetricsRecord[] = parseMetricsJsonl(readFileSync(join(out, OUTPUT_FILES.metrics), "utf8"));
-  const collapses = records.filter((r) => r.type === "alarm" && r.kind === "collapsed_net").length;
-  const auc = records.filter((r) => r.type === "split" && r.epoch === 0 && r.by === "loss").map((r) => (r.type === "split" ? (r.auc ?? Number.NaN) : Number.NaN));
-  const r = { rsum: results.rsum, seconds, collapses, auc };
-  console.log(`${name}: test rsum ${r.rsum?.toFixed(1) ?? "n/a"}, collapses ${collapses}, first-split AUC ${auc.map((a) => a.toFixed(3)).join("/") || "–"}, ${seconds.toFixed(0)} s`);
-  writeFileSync(done, `${JSON.stringify(r)}\n`);
+  const argv = Object.entries(flags).flatMap(([k, v]) => [`--${k}`, v]);
+  const { summary: r, cached } = await cachedTrainRun(join(root, name), argv, ({ results, records, seconds }) => ({
+    rsum: results.rsum,
+    seconds,
+    collapses: alarmCount(records, "collapsed_net"),
+    auc: records.filter((x) => x.type === "split" && x.epoch === 0 && x.by === "loss").map((x) => (x.type === "split" ? (x.auc ?? Number.NaN) : Number.NaN)),
+  }));
+  if (!cached) console.log(`${name}: test rsum ${r.rsum?.toFixed(1) ?? "n/a"}, collapses ${r.collapses}, first-split AUC ${r.auc.map((a) => a.toFixed(3)).join("/") || "–"}, ${r.seconds.toFixed(0)} s`);
   return r;
 }
 

@@ -13,7 +13,7 @@
 import { appendFileSync, mkdirSync } from "node:fs";
 import { basename, join, resolve } from "node:path";
 import { cleanComponent, fitGmm1D } from "../shared/eval/gmm";
-import { COLLAPSE_RATIO, DEGENERATE_SPLIT_SHARE, type NetReference, type RunReference, collapsed, degenerateSplit, rocAuc } from "../shared/eval/diagnostics";
+import { COLLAPSE_RATIO, DEGENERATE_SPLIT_SHARE, type RunReference, collapsed, degenerateSplit, rocAuc } from "../shared/eval/diagnostics";
 import { formatRecall } from "../shared/eval/metrics";
 import { klConsistency, minMaxNormalize, splitPrecisionRecall, splitProb } from "../shared/eval/split";
 import { sgrafConfig } from "../shared/model/config";

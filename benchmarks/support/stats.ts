@@ -7,6 +7,13 @@ export function median(xs: number[]): number {
   return s.length ? s[Math.floor(s.length / 2)] : NaN;
 }
 
+/** The median with the midpoint of the two middles for an even count (a study's summary; `median` keeps the upper one). */
+export function midpointMedian(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length === 0 ? NaN : s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+}
+
 /** The 1, 5 and 15 minute load averages: other work on the machine inflates every timing. */
 export function loadAverage(): string {
   return loadavg().map((x) => x.toFixed(2)).join(", ");

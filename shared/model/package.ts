@@ -26,7 +26,7 @@ import { NLTK_SPEC, type TextSpec, TextSpecSchema, type TokenizerSpec } from "..
 import { REGIONS, type SgrafConfig, SgrafConfigSchema } from "./config";
 import type { EncodedCaptions, EncodedImages } from "./inference";
 import { ParamStore, paramSpecs } from "./params";
-import { type StageOneVectors, TRANGLO_WEIGHT, stageOneVectors, trangloScales } from "./stage-one";
+import { type StageOneVectors, netTrangloScales, stageOneVectors } from "./stage-one";
 import * as tf from "./tf";
 
 export const MODEL_JSON = "model.json";
@@ -267,7 +267,7 @@ export async function encodeModelPackage(input: PackageInput): Promise<Map<strin
       arrays.push({ name: `${n}.captions.emb`, shape: [c.emb.length / c.embed, c.embed], data: c.emb });
       arrays.push({ name: `${n}.captions.glo`, shape: [c.count, c.embed], data: c.glo });
     });
-    const stageOne = g.stageOne ?? galleryStageOne(g, input.nets.map((net) => trangloScales(Float32Array.from(net.get(TRANGLO_WEIGHT).dataSync()), input.config.embed_size)));
+    const stageOne = g.stageOne ?? galleryStageOne(g, await Promise.all(input.nets.map(netTrangloScales)));
     const stageArrays: StoredArray[] = [];
     for (const [side, vectors] of [["images", stageOne.images], ["captions", stageOne.captions]] as const) {
       vectors.forEach((sv, i) => {

@@ -71,6 +71,11 @@ export function stageOneVectors(glo: Float32Array, count: number, scales: Float3
   return { count, dim: E, values, scales: rowScales };
 }
 
+/** The first `n` items of a set (views, no copy): the part of a gallery an evaluation limited to its first images uses. */
+export function firstItems(v: StageOneVectors, n: number): StageOneVectors {
+  return { count: n, dim: v.dim, values: v.values.subarray(0, n * v.dim), scales: v.scales.subarray(0, n) };
+}
+
 /** The float32 u-vectors an int8 set stands for. */
 export function dequantize(v: StageOneVectors): Float32Array {
   const out = new Float32Array(v.values.length);

@@ -16,7 +16,7 @@ import { evaluateRecall, rsum } from "../eval/metrics";
 import { REGIONS } from "../model/config";
 import { type EncodedCaptions, type EncodedImages, concatImages, encodeCaptionsAsync, encodeImagesAsync, ensembleSimilarityAsync, ensemblePairedSimilarityAsync, selectCaptions, selectImages, type ShardOptions, sliceCaptions } from "../model/inference";
 import { type ModelPackage, decodeModelPackage, galleryStageOne, MODEL_JSON } from "../model/package";
-import { dequantize, netTrangloScales, STAGE_ONE, type StageOneIndex, stageOneIndex, stageOneScores, weighted } from "../model/stage-one";
+import { dequantize, firstItems, netTrangloScales, STAGE_ONE, type StageOneIndex, stageOneIndex, stageOneScores, weighted } from "../model/stage-one";
 import type { TextTokenizerOptions } from "../text/text-tokenizer";
 import type { AssetSource } from "./assets.ts";
 import { QueryText } from "./text-query.ts";
@@ -230,8 +230,8 @@ export class Pc2Engine implements RetrievalEngine {
     const g = this.gallery();
     const s1 = await this.stageOne();
     const nCaptions = nImages * g.perCaptions;
-    const images = s1.images.nets.map((v) => dequantize({ ...v, count: nImages, values: v.values.subarray(0, nImages * v.dim), scales: v.scales.subarray(0, nImages) }));
-    const captions = stageOneIndex(s1.captions.nets.map((v) => ({ ...v, count: nCaptions, values: v.values.subarray(0, nCaptions * v.dim), scales: v.scales.subarray(0, nCaptions) })));
+    const images = s1.images.nets.map((v) => dequantize(firstItems(v, nImages)));
+    const captions = stageOneIndex(s1.captions.nets.map((v) => firstItems(v, nCaptions)));
     const first = stageOneScores(images, nImages, captions); // [nImages, nCaptions]
     // Each direction's matrix answers for that direction only.
     const t = evaluateRecall(twoStageScores(full, first, nImages, nCaptions, shortlist, "t2i"), nImages, g.perCaptions).t2i;
