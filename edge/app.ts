@@ -19,7 +19,7 @@ import { toJsonSchema } from "@valibot/to-json-schema";
 import type * as v from "valibot";
 import type { AssetSource } from "../shared/retrieval/assets.ts";
 import { EngineInputError, EngineUnsupportedError, type ImageQuery, type RetrievalEngine, type SearchResult, type TextQuery } from "../shared/retrieval/engine.ts";
-import { type Shortlist } from "../shared/retrieval/shortlist.ts";
+import { namesNoShortlist, type Shortlist } from "../shared/retrieval/shortlist.ts";
 import { evalCells, maxEvalImages, scoreCells, searchCaptionsCells, searchImagesCells, textTokensBound } from "../shared/retrieval/cost.ts";
 import { admission } from "./admission.ts";
 import { BROWSER_FILES } from "./browser/files.ts";
@@ -110,7 +110,7 @@ export function createApp(options: EdgeAppOptions): Hono {
         const body = c.req.valid("json") as v.InferOutput<S>;
         const e = await engine.get();
         requireGallery(e);
-        const reduce = `the gallery is too large for one search within this limit; send a shorter query${body.shortlist === "all" || body.shortlist === 0 ? ", a shortlist (two-stage search)" : ", a smaller shortlist"} or raise --max-work`;
+        const reduce = `the gallery is too large for one search within this limit; send a shorter query${namesNoShortlist(body.shortlist) ? ", a shortlist (two-stage search)" : ", a smaller shortlist"} or raise --max-work`;
         const { hits, shortlist } = await work("other", cells(e, body), reduce, (signal) => run(e, body, signal));
         return c.json({ results: hits, shortlist });
       },

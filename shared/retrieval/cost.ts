@@ -20,7 +20,7 @@
  * limit absorbs.
  */
 import type { GalleryInfo } from "./engine.ts";
-import { effectiveShortlist, type Shortlist } from "./shortlist.ts";
+import { effectiveShortlist, namesNoShortlist, type Shortlist } from "./shortlist.ts";
 
 /** Cells of encoding one query caption, per token (see the header). */
 export const ENCODE_CELLS_PER_TOKEN = 750;
@@ -70,7 +70,7 @@ export function searchCaptionsCells(g: GalleryInfo, regions: number, shortlist: 
  * from the same full scores).
  */
 export function evalCells(images: number, g: GalleryInfo, regions: number, shortlist: Shortlist = "all"): number {
-  const first = shortlist === "all" || shortlist === 0 ? 0 : STAGE_ONE_CELLS_PER_ITEM;
+  const first = namesNoShortlist(shortlist) ? 0 : STAGE_ONE_CELLS_PER_ITEM;
   return images * images * g.perCaptions * (pairCells(meanTokens(g), regions) + first);
 }
 

@@ -21,7 +21,7 @@ import type { TextTokenizerOptions } from "../text/text-tokenizer";
 import type { AssetSource } from "./assets.ts";
 import { QueryText } from "./text-query.ts";
 import { MAX_QUERY_TOKENS, type EngineLoader, type EvalOptions, type EvalResult, type ImageQuery, type ModelInfo, type RetrievalEngine, type SearchOptions, type SearchResult, type TextQuery } from "./engine.ts";
-import { SHORTLIST_DEFAULTS, type Shortlist, shortlistUsed, topK, twoStageScores } from "./shortlist.ts";
+import { namesNoShortlist, SHORTLIST_DEFAULTS, type Shortlist, shortlistUsed, topK, twoStageScores } from "./shortlist.ts";
 
 /** Pairs of one /v1/score request encoded together (see `score`). */
 export const SCORE_BATCH = 16;
@@ -216,7 +216,7 @@ export class Pc2Engine implements RetrievalEngine {
     const r = evaluateRecall(s, nImages, g.perCaptions);
     const result: EvalResult = { i2t: r.i2t, t2i: r.t2i, rsum: r.rsum, images: nImages, captions: nCaptions };
     const shortlist = options.shortlist ?? this.defaultShortlist;
-    if (shortlist === "all" || shortlist === 0) return result;
+    if (namesNoShortlist(shortlist)) return result;
     result.twoStage = { shortlist, stage: STAGE_ONE, ...(await this.twoStageRecall(s, nImages, shortlist)) };
     return result;
   }

@@ -33,9 +33,14 @@ export const ShortlistUsedSchema = v.object({
 });
 export type ShortlistUsed = v.InferOutput<typeof ShortlistUsedSchema>;
 
+/** Whether a requested shortlist names none: "all" or 0, the exhaustive search. */
+export function namesNoShortlist(requested: Shortlist): requested is "all" | 0 {
+  return requested === "all" || requested === 0;
+}
+
 /** The shortlist a search of `items` gallery items really runs: "all" for 0, "all" and any k′ ≥ items. */
 export function effectiveShortlist(requested: Shortlist, items: number): Shortlist {
-  return requested === "all" || requested === 0 || requested >= items ? "all" : requested;
+  return namesNoShortlist(requested) || requested >= items ? "all" : requested;
 }
 
 /** The report of a search of `items` items with shortlist `requested`. */
