@@ -1,72 +1,66 @@
 /**
- * How well a cheap first stage, computed from what SGRAF already pools, keeps the full model's best
- * answers (issue 13, item 1): for every query, the share of the full two-net model's top-1 / top-5 /
- * top-10 found in the first stage's top-k′. Candidates (each averaged over the nets):
- *   - cosine: cosine of the pooled image vector (VisualSA) and the pooled caption vector (TextSA);
- *   - tranglo: minus the squared difference of the pooled vectors weighted per dimension by the
- *     squared column norms of `sim_tranglo_w` (how much each dimension feeds SGRAF's global alignment).
- * On the committed quick model (a full default PC2 run) with the embedded test split (100 images,
- * 500 captions) and train split (400 images, 2,000 captions) as galleries.
+ * How well a first stage keeps the full model's ranking (issue 13): the recall of two-stage
+ * scoring (the numbers `/v1/eval {"shortlist": k′}` reports as `twoStage`) against exhaustive
+ * scoring, and the share of the full two-net model's top-1 / top-5 / top-10 that the first stage
+ * keeps in its top-k′, for the two first stages (shared/model/stage-one.ts):
+ *   - tranglo: the pooled vectors' squared difference weighted by sim_tranglo_w (no fitting);
+ *   - distilled: the head trainer/stage-one-head.ts fits to the nets' own scores, as an export does.
+ * The head is fitted on the first half of the training images only; the galleries are the test
+ * split and the second half of the training images (held out from the fit).
  *
- * Then the first stage as built (shared/model/stage-one.ts: tranglo on int8 vectors) in what a
- * user sees: the official recall of exhaustive and two-stage scoring, as /v1/eval reports it
- * (Pc2Engine.evaluate with a shortlist; k′ counts images for text→image, captions for image→text).
- *   bun benchmarks/shortlist.ts
+ *   bun benchmarks/shortlist.ts [--model <model dir>] [--fit-images 200] [--k 16,32,64,128,256]
+ * The model defaults to the committed quick model (data: the embedded synthetic dataset); an
+ * exported model of a training run reads its data flags from its run configuration.
  */
+import { parseArgs } from "node:util";
 import { resolve } from "node:path";
 import { evaluateRecall, formatRecall, rsum } from "../shared/eval/metrics";
-import type { EncodedCaptions, EncodedImages } from "../shared/model/inference";
+import { selectImages, sliceCaptions } from "../shared/model/inference";
 import { galleryStageOne } from "../shared/model/package";
-import { dequantize, netTrangloScales, stageOneIndex, stageOneScores } from "../shared/model/stage-one";
+import { dequantize, distilledStage, type FirstStage, netTrangloScales, stageOneIndex, stageOneScores, trangloStage } from "../shared/model/stage-one";
 import { twoStageScores } from "../shared/retrieval/shortlist";
-import type { ParamStore } from "../shared/model/params";
 import { initBackend } from "../trainer/backend";
-import { loadSplit, loadVocabulary } from "../trainer/data/datasets";
+import { type CaptionSplit, loadSplit, loadVocabulary } from "../trainer/data/datasets";
 import { ensureSynthetic } from "../trainer/data/synthetic";
-import { encodeSplit, ensembleSims } from "../trainer/evaluate";
+import { type EncodedSplit, encodeSplit, ensembleSims } from "../trainer/evaluate";
 import { readModelDir } from "../trainer/models";
 import { QUICK_MODEL_DIR } from "../trainer/quick-eval";
+import { fitStageOneHead } from "../trainer/stage-one-head";
 
+const { values: args } = parseArgs({ options: { model: { type: "string" }, "fit-images": { type: "string", default: "200" }, k: { type: "string", default: "16,32,64,128,256" } } });
 await initBackend("wasm");
-const pkg = await readModelDir(QUICK_MODEL_DIR);
-const ds = ensureSynthetic(resolve(import.meta.dir, "../.cache"), { imgDim: pkg.config.img_dim });
+const modelDir = resolve(args.model ?? QUICK_MODEL_DIR);
+const pkg = await readModelDir(modelDir);
+const run = pkg.runConfig ?? {};
+const ds = run.data_path
+  ? { dataPath: String(run.data_path), dataName: String(run.data_name), vocabPath: String(run.vocab_path) }
+  : ensureSynthetic(resolve(import.meta.dir, "../.cache"), { imgDim: pkg.config.img_dim });
 const { vocab, vocabSize } = loadVocabulary({ vocabPath: ds.vocabPath, dataName: ds.dataName });
+const load = (split: "train" | "test") => loadSplit({ dataPath: ds.dataPath, dataName: ds.dataName, split, vocab, vocabSize, imgDim: pkg.config.img_dim });
+const kPrimes = args.k.split(",").map(Number);
+console.log(`model ${modelDir} (nets ${pkg.netNames.join("+")}, embed ${pkg.config.embed_size}); data ${ds.dataPath}`);
 
-type StageOne = (p: ParamStore, imgs: EncodedImages, caps: EncodedCaptions) => Promise<Float32Array>;
+// The head: fitted on the first `fit-images` training images (and their captions) only.
+const train = load("train");
+const fitImages = Math.min(Number(args["fit-images"]), Math.floor(train.length / train.imDiv / 2));
+const firstPart: Pick<CaptionSplit, "captions" | "images" | "imDiv" | "length"> = { captions: train.captions, images: train.images, imDiv: train.imDiv, length: fitImages * train.imDiv };
+const t0 = performance.now();
+const { head, fit } = await fitStageOneHead(pkg.nets, firstPart, { images: fitImages });
+console.log(`head fitted on ${fit.images} training images (${fit.captions} captions) in ${((performance.now() - t0) / 1000).toFixed(1)} s: ${fit.nets.map((r, n) => `${pkg.netNames[n]} held-out loss ${r.initialHeldOutLoss.toFixed(3)} → ${r.heldOutLoss.toFixed(3)} (step ${r.bestStep} of ${r.steps})`).join("; ")}`);
 
-const cosine: StageOne = async (_p, imgs, caps) => {
-  const E = imgs.embed;
-  const norm = (v: Float32Array, n: number) => Float32Array.from({ length: n }, (_, i) => Math.hypot(...v.subarray(i * E, (i + 1) * E)));
-  const ni = norm(imgs.glo, imgs.count);
-  const nc = norm(caps.glo, caps.count);
-  const out = new Float32Array(imgs.count * caps.count);
-  for (let i = 0; i < imgs.count; i++)
-    for (let c = 0; c < caps.count; c++) {
-      let d = 0;
-      for (let e = 0; e < E; e++) d += imgs.glo[i * E + e] * caps.glo[c * E + e];
-      out[i * caps.count + c] = d / (ni[i] * nc[c] + 1e-12);
-    }
-  return out;
-};
+const stages: FirstStage[] = [trangloStage(await Promise.all(pkg.nets.map(netTrangloScales))), distilledStage(head)];
 
-const tranglo: StageOne = async (p, imgs, caps) => {
-  const E = imgs.embed;
-  const W = (await p.get("sim_enc.sim_tranglo_w.weight").data()) as Float32Array; // [S, E]
-  const S = W.length / E;
-  const w = Float32Array.from({ length: E }, (_, e) => {
-    let s = 0;
-    for (let k = 0; k < S; k++) s += W[k * E + e] ** 2;
-    return s;
-  });
-  const out = new Float32Array(imgs.count * caps.count);
-  for (let i = 0; i < imgs.count; i++)
-    for (let c = 0; c < caps.count; c++) {
-      let d = 0;
-      for (let e = 0; e < E; e++) d += w[e] * (imgs.glo[i * E + e] - caps.glo[c * E + e]) ** 2;
-      out[i * caps.count + c] = -d;
-    }
-  return out;
-};
+/** A gallery: the encodings of its images and captions by every net, and the full model's similarity matrix. */
+async function gallery(name: string, split: CaptionSplit, from = 0) {
+  const enc: EncodedSplit[] = [];
+  for (const p of pkg.nets) enc.push(await encodeSplit(p, split, { batchSize: 128 }));
+  const nI = enc[0].nImages - from;
+  const per = split.perCaptions;
+  const idx = Int32Array.from({ length: nI }, (_, i) => from + i);
+  const parts = enc.map((e) => ({ images: selectImages(e.images, idx), captions: sliceCaptions(e.captions, from * per, (from + nI) * per) }));
+  const full = await ensembleSims(parts.map((p) => ({ ...p, nImages: nI, perCaptions: per })), pkg.nets);
+  return { name, nI, nC: nI * per, per, parts, full };
+}
 
 /** Indices of the k largest of values[at(0..n-1)]. */
 function topIndices(n: number, at: (j: number) => number, k: number): number[] {
@@ -75,52 +69,28 @@ function topIndices(n: number, at: (j: number) => number, k: number): number[] {
     .slice(0, k);
 }
 
-for (const split of ["test", "train"] as const) {
-  const data = loadSplit({ dataPath: ds.dataPath, dataName: ds.dataName, split, vocab, vocabSize, imgDim: pkg.config.img_dim });
-  const enc = [];
-  for (const p of pkg.nets) enc.push(await encodeSplit(p, data, { batchSize: 128 }));
-  const nI = enc[0].nImages;
-  const nC = data.length;
-  const images = Int32Array.from({ length: nI }, (_, i) => i);
-  const full = await ensembleSims(enc, pkg.nets, {}, images);
-  console.log(`\n${split} split as gallery: ${nI} images, ${nC} captions`);
-  for (const [name, stage] of [
-    ["cosine", cosine],
-    ["tranglo", tranglo],
-  ] as const) {
-    const one = new Float32Array(nI * nC);
-    for (let k = 0; k < pkg.nets.length; k++) {
-      const s = await stage(pkg.nets[k], { ...enc[k].images, count: nI }, enc[k].captions);
-      for (let i = 0; i < s.length; i++) one[i] += s[i] / pkg.nets.length;
-    }
-    for (const kPrime of [10, 32, 64, 128].filter((k) => k < nI)) {
-      const found = { t2i: [0, 0, 0], i2t: [0, 0, 0] };
-      for (let c = 0; c < nC; c++) {
-        const shortlist = new Set(topIndices(nI, (i) => one[i * nC + c], kPrime));
-        const best = topIndices(nI, (i) => full[i * nC + c], 10);
-        [1, 5, 10].forEach((t, j) => (found.t2i[j] += best.slice(0, t).filter((i) => shortlist.has(i)).length / t));
+const pct = (x: number, n: number) => `${((100 * x) / n).toFixed(1)}%`;
+for (const g of [await gallery("test split", load("test")), await gallery("training images held out from the fit", train, fitImages)]) {
+  console.log(`\n${g.name}: ${g.nI} images, ${g.nC} captions`);
+  const exhaustive = evaluateRecall(g.full, g.nI, g.per);
+  console.log(`  exhaustive: i2t ${formatRecall(exhaustive.i2t)}; t2i ${formatRecall(exhaustive.t2i)}; rsum ${exhaustive.rsum.toFixed(1)}  (R@1, R@5, R@10, medr, meanr)`);
+  for (const stage of stages) {
+    const built = galleryStageOne({ images: g.parts.map((p) => p.images), captions: g.parts.map((p) => p.captions) }, stage);
+    const first = stageOneScores(built.images.map(dequantize), g.nI, stageOneIndex(built.captions, stage.metric)); // [nI, nC]
+    for (const kPrime of kPrimes) {
+      if (kPrime >= g.nI && kPrime >= g.nC) continue;
+      const t = evaluateRecall(twoStageScores(g.full, first, g.nI, g.nC, kPrime, "t2i"), g.nI, g.per).t2i;
+      const i = evaluateRecall(twoStageScores(g.full, first, g.nI, g.nC, kPrime, "i2t"), g.nI, g.per).i2t;
+      const kept = [0, 0, 0];
+      if (kPrime < g.nI) {
+        for (let c = 0; c < g.nC; c++) {
+          const shortlist = new Set(topIndices(g.nI, (im) => first[im * g.nC + c], kPrime));
+          const best = topIndices(g.nI, (im) => g.full[im * g.nC + c], 10);
+          [1, 5, 10].forEach((n, j) => (kept[j] += best.slice(0, n).filter((im) => shortlist.has(im)).length / n));
+        }
       }
-      for (let i = 0; i < nI; i++) {
-        const shortlist = new Set(topIndices(nC, (c) => one[i * nC + c], kPrime * data.perCaptions));
-        const best = topIndices(nC, (c) => full[i * nC + c], 10);
-        [1, 5, 10].forEach((t, j) => (found.i2t[j] += best.slice(0, t).filter((c) => shortlist.has(c)).length / t));
-      }
-      const pct = (x: number, n: number) => `${((100 * x) / n).toFixed(1)}%`;
-      console.log(
-        `  ${name.padEnd(7)} k′=${String(kPrime).padStart(3)}: text→image top-1/5/10 kept ${found.t2i.map((x) => pct(x, nC)).join(" / ")}; image→text (k′×${data.perCaptions} captions) ${found.i2t.map((x) => pct(x, nI)).join(" / ")}`,
-      );
+      const keptText = kPrime < g.nI ? `; text→image top-1/5/10 kept ${kept.map((x) => pct(x, g.nC)).join(" / ")}` : "";
+      console.log(`  ${stage.name.padEnd(9)} k′=${String(kPrime).padStart(3)}: i2t ${formatRecall(i)}; t2i ${formatRecall(t)}; rsum ${rsum(i, t).toFixed(1)}${keptText}`);
     }
-  }
-
-  // The first stage as built, and the recall a user sees (Pc2Engine.twoStageRecall's computation).
-  const scales = await Promise.all(pkg.nets.map(netTrangloScales));
-  const built = galleryStageOne({ images: enc.map((e) => ({ ...e.images, count: nI })), captions: enc.map((e) => e.captions) }, scales);
-  const first = stageOneScores(built.images.map(dequantize), nI, stageOneIndex(built.captions));
-  const exhaustive = evaluateRecall(full, nI, data.perCaptions);
-  console.log(`  recall (R@1, R@5, R@10, medr, meanr): exhaustive i2t ${formatRecall(exhaustive.i2t)}; t2i ${formatRecall(exhaustive.t2i)}; rsum ${exhaustive.rsum.toFixed(1)}`);
-  for (const kPrime of [32, 64, 128, 256]) {
-    const t = evaluateRecall(twoStageScores(full, first, nI, nC, kPrime, "t2i"), nI, data.perCaptions).t2i;
-    const i = evaluateRecall(twoStageScores(full, first, nI, nC, kPrime, "i2t"), nI, data.perCaptions).i2t;
-    console.log(`  two-stage k′=${String(kPrime).padStart(3)}: i2t ${formatRecall(i)}; t2i ${formatRecall(t)}; rsum ${rsum(i, t).toFixed(1)}`);
   }
 }

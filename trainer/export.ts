@@ -13,6 +13,7 @@ import { readCheckpointFile } from "./checkpoint";
 import { outputError, temporaryName } from "./files";
 import { type CaptionSplit, loadVocabulary } from "./data/datasets";
 import { type EncodedSplit, encodeSplit } from "./evaluate";
+import { fitStageOneHead, HEAD_FIT_DEFAULTS } from "./stage-one-head";
 import { type PackagedText, packagedText, packagedTextTokenizer } from "./text";
 import { type Data, OUTPUT_FILES, type Run } from "./train";
 
@@ -31,6 +32,17 @@ export interface ExportInput {
   /** A caption's text from its words (default: joined by spaces, as NLTK's words are). */
   detokenize?: (words: string[]) => string;
   gallery?: CaptionSplit | null;
+  /**
+   * The training split on whose first-stage sample (`headImages` images, default 256; 0: none) the
+   * distilled first stage's head is fitted (trainer/stage-one-head.ts); without it the package's
+   * first stage is tranglo.
+   */
+  headFrom?: CaptionSplit | null;
+  headImages?: number;
+  /** Seed of the head's sample and initialisation. */
+  seed?: number;
+  /** Told what the export does that takes a while (the head's fit). */
+  log?: (line: string) => void;
   runConfig?: Record<string, unknown>;
   batchSize?: number;
   /** Awaited after every encoded batch of the gallery (see EvalOptions.pause). */
@@ -55,6 +67,16 @@ export async function buildGallery(
 /** Writes the model directory `out` (atomically: a temporary directory renamed into place). */
 export async function exportModel(out: string, input: ExportInput): Promise<{ dir: string; files: number; bytes: number; digest: string }> {
   const gallery = input.gallery ? await buildGallery(input.nets, input.gallery, input.vocab, input) : null;
+  const headImages = input.headImages ?? HEAD_FIT_DEFAULTS.images;
+  let stageOneHead = null;
+  if (gallery && input.headFrom && headImages > 0) {
+    const t0 = performance.now();
+    stageOneHead = await fitStageOneHead(input.nets, input.headFrom, { images: headImages, seed: input.seed ?? 0, batchSize: input.batchSize ?? HEAD_FIT_DEFAULTS.batchSize, pause: input.pause });
+    const f = stageOneHead.fit;
+    input.log?.(
+      `first stage: head fitted to the nets' scores over ${f.images} ${input.headFrom.split} images and ${f.captions} captions in ${((performance.now() - t0) / 1000).toFixed(1)} s (held-out loss ${f.nets.map((r) => `${r.initialHeldOutLoss.toFixed(2)} → ${r.heldOutLoss.toFixed(2)}`).join(", ")})`,
+    );
+  }
   const files = await encodeModelPackage({
     config: input.config,
     netNames: input.names,
@@ -66,6 +88,7 @@ export async function exportModel(out: string, input: ExportInput): Promise<{ di
     idsNote: input.idsNote,
     gallery,
     runConfig: input.runConfig,
+    stageOneHead,
   });
   const dir = resolve(out);
   const tmp = temporaryName(dir);
@@ -116,6 +139,11 @@ export async function exportRun(run: Run, data: Data, outputDir: string, log: (l
       dtype: "uint8",
       ...(await textExportInput(text)),
       gallery: data.test,
+      headFrom: data.train,
+      // A run checkpointed before --stage1_images existed has no such key.
+      headImages: run.config.stage1_images ?? HEAD_FIT_DEFAULTS.images,
+      seed: run.config.seed,
+      log,
       runConfig: run.config as unknown as Record<string, unknown>,
       batchSize: run.config.batch_size,
       pause,

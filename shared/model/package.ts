@@ -9,9 +9,13 @@
  *   weights-NN.bin    weight shards, at most 4 MB each
  *   gallery-NN.bin    the gallery: image-side and caption-side encodings per net (float16 unless
  *                     the dtype is float32: see galleryDtype)
- *   stage1-NN.bin     the gallery's first-stage vectors per net (stage-one.ts): int8, stored as
- *                     tfjs uint8 quantization with min -128 and scale 1 so that decodeWeights reads
- *                     them exactly, and a float32 scale per vector; absent in older exports
+ *   head-NN.bin       the distilled first stage's head (stage-one.ts; trainer/stage-one-head.ts):
+ *                     per net, the image-side and caption-side projections; absent when the
+ *                     export fitted none (the first stage is then tranglo)
+ *   stage1-NN.bin     the gallery's first-stage vectors per net (stage-one.ts), of the head when
+ *                     there is one: int8, stored as tfjs uint8 quantization with min -128 and scale 1
+ *                     so that decodeWeights reads them exactly, and a float32 scale per vector;
+ *                     absent in older exports
  *   vocab.json        the official vocabulary (captions of f30k/coco/cc152k are tokenized with it;
  *                     NoW's now100k_precomp_vocab_<tokenizer>.json when text can be tokenized)
  *   tokenizer.json    NoW bert/bpe: the Hugging Face tokenizer (shared/text/text-tokenizer.ts)
@@ -26,7 +30,7 @@ import { NLTK_SPEC, type TextSpec, TextSpecSchema, type TokenizerSpec } from "..
 import { REGIONS, type SgrafConfig, SgrafConfigSchema } from "./config";
 import type { EncodedCaptions, EncodedImages } from "./inference";
 import { ParamStore, paramSpecs } from "./params";
-import { type StageOneVectors, netTrangloScales, stageOneVectors } from "./stage-one";
+import { type FirstStage, type StageOneHead, type StageOneVectors, distilledStage, netTrangloScales, quantizeVectors, trangloStage } from "./stage-one";
 import * as tf from "./tf";
 
 export const MODEL_JSON = "model.json";
@@ -95,6 +99,16 @@ export const ModelJsonSchema = v.object({
     ),
   ),
   runConfig: v.optional(v.record(v.string(), v.unknown())),
+  /** The distilled first stage's head, when the export fitted one. */
+  stageOneHead: v.optional(
+    v.object({
+      stage: v.literal("distilled"),
+      dim: v.pipe(v.number(), v.integer(), v.minValue(1)),
+      manifest: v.array(GroupSchema),
+      /** How it was fitted (trainer/stage-one-head.ts): sample, steps, held-out loss. */
+      fit: v.optional(v.record(v.string(), v.unknown())),
+    }),
+  ),
 });
 export type ModelJson = v.InferOutput<typeof ModelJsonSchema>;
 
@@ -125,12 +139,20 @@ export interface GalleryStageOne {
   captions: StageOneVectors[];
 }
 
-/** A gallery's first-stage vectors, computed from its pooled vectors and the nets' sim_tranglo_w. */
-export function galleryStageOne(g: Pick<Gallery, "images" | "captions">, scales: Float32Array[]): GalleryStageOne {
+/** A gallery's first-stage vectors, computed from its encodings by a first stage. */
+export function galleryStageOne(g: Pick<Gallery, "images" | "captions">, stage: FirstStage): GalleryStageOne {
   return {
-    images: g.images.map((im, n) => stageOneVectors(im.glo, im.count, scales[n])),
-    captions: g.captions.map((c, n) => stageOneVectors(c.glo, c.count, scales[n])),
+    images: g.images.map((im, n) => quantizeVectors(stage.vectors(n, "images", im), im.count, stage.dim)),
+    captions: g.captions.map((c, n) => quantizeVectors(stage.vectors(n, "captions", c), c.count, stage.dim)),
   };
+}
+
+/** A package's first stage: its distilled head, else tranglo from the nets' sim_tranglo_w. */
+export async function packageFirstStage(head: StageOneHead | null | undefined, nets: ParamStore[]): Promise<FirstStage> {
+  if (head) return distilledStage(head);
+  const scales: Float32Array[] = [];
+  for (const p of nets) scales.push(await netTrangloScales(p));
+  return trangloStage(scales);
 }
 
 export interface ModelPackage {
@@ -146,6 +168,8 @@ export interface ModelPackage {
   textFiles: Map<string, Uint8Array>;
   gallery: Gallery | null;
   runConfig?: Record<string, unknown>;
+  /** The distilled first stage's head, or null (the first stage is then tranglo). */
+  stageOneHead: StageOneHead | null;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -221,6 +245,8 @@ export interface PackageInput {
   idsNote?: string;
   gallery?: Gallery | null;
   runConfig?: Record<string, unknown>;
+  /** A distilled first stage's head (trainer/stage-one-head.ts) and how it was fitted. */
+  stageOneHead?: { head: StageOneHead; fit?: Record<string, unknown> } | null;
 }
 
 export interface PackagedTokenizer {
@@ -253,6 +279,19 @@ export async function encodeModelPackage(input: PackageInput): Promise<Map<strin
     if (!bytes || files.has(name) || name === MODEL_JSON) throw new Error(`encodeModelPackage: tokenizer file ${name} is missing or clashes with another file`);
     files.set(name, bytes);
   }
+  let stageOneHead: ModelJson["stageOneHead"];
+  const head = input.stageOneHead?.head ?? null;
+  if (head) {
+    const F = 2 * input.config.embed_size;
+    const arrays: NamedArray[] = head.nets.flatMap((h, i) =>
+      (["images", "captions"] as const).map((side) => {
+        if (h[side].length !== F * head.dim) throw new RangeError(`encodeModelPackage: head ${side} of net ${input.netNames[i]} holds ${h[side].length} values, not ${F} × ${head.dim}`);
+        return { name: `${input.netNames[i]}.stage1_head.${side}`, shape: [F, head.dim], data: h[side] };
+      }),
+    );
+    if (head.nets.length !== input.nets.length) throw new RangeError(`encodeModelPackage: a head of ${head.nets.length} nets for ${input.nets.length}`);
+    stageOneHead = { stage: "distilled", dim: head.dim, manifest: [shard(arrays, input.dtype, "head", files)], fit: input.stageOneHead?.fit };
+  }
   let gallery: ModelJson["gallery"] = null;
   const g = input.gallery;
   if (g) {
@@ -267,7 +306,7 @@ export async function encodeModelPackage(input: PackageInput): Promise<Map<strin
       arrays.push({ name: `${n}.captions.emb`, shape: [c.emb.length / c.embed, c.embed], data: c.emb });
       arrays.push({ name: `${n}.captions.glo`, shape: [c.count, c.embed], data: c.glo });
     });
-    const stageOne = g.stageOne ?? galleryStageOne(g, await Promise.all(input.nets.map(netTrangloScales)));
+    const stageOne = g.stageOne ?? galleryStageOne(g, await packageFirstStage(head, input.nets));
     const stageArrays: StoredArray[] = [];
     for (const [side, vectors] of [["images", stageOne.images], ["captions", stageOne.captions]] as const) {
       vectors.forEach((sv, i) => {
@@ -295,6 +334,7 @@ export async function encodeModelPackage(input: PackageInput): Promise<Map<strin
     files: fileInfo,
     gallery,
     runConfig: input.runConfig,
+    stageOneHead,
   };
   const json: ModelJson = { ...unsigned, digest: await manifestDigest(unsigned) };
   files.set(MODEL_JSON, enc.encode(`${JSON.stringify(json, null, 1)}\n`));
@@ -389,6 +429,19 @@ export async function decodeModelPackage(modelJson: Uint8Array, read: (name: str
   }
   const textFiles = new Map<string, Uint8Array>();
   for (const name of typeof json.text.tokenizer === "object" ? json.text.tokenizer.files : []) textFiles.set(name, await file(name));
+  let stageOneHead: StageOneHead | null = null;
+  if (json.stageOneHead) {
+    const h = json.stageOneHead;
+    const ha = await decodeGroups(h.manifest);
+    const F = 2 * json.config.embed_size;
+    const part = (name: string) => {
+      const a = ha.get(name);
+      if (!a) throw new FormatError(where, `the first stage's head lacks ${name}`);
+      if (a.shape.join() !== [F, h.dim].join()) throw new FormatError(where, `head tensor ${name} has shape [${a.shape}], not [${F},${h.dim}]`);
+      return a.data;
+    };
+    stageOneHead = { dim: h.dim, nets: json.nets.map((n) => ({ images: part(`${n}.stage1_head.images`), captions: part(`${n}.stage1_head.captions`) })) };
+  }
   let gallery: Gallery | null = null;
   if (json.gallery) {
     const g = json.gallery;
@@ -414,14 +467,14 @@ export async function decodeModelPackage(modelJson: Uint8Array, read: (name: str
       captions: json.nets.map((n) => ({ count: g.captions, embed: E, lengths, offsets, emb: need(`${n}.captions.emb`, [words, E]), glo: need(`${n}.captions.glo`, [g.captions, E]) })),
       texts: texts.captions,
       tokens: texts.tokens,
-      stageOne: decodeStageOne(ga, json.nets, g.images, g.captions, E, where),
+      stageOne: decodeStageOne(ga, json.nets, g.images, g.captions, stageOneHead ? stageOneHead.dim : E, where),
     };
   }
-  return { json, config: json.config, netNames: json.nets, nets, dtype: json.dtype, sha256: await sha256Hex(modelJson), vocab, textFiles, gallery, runConfig: json.runConfig };
+  return { json, config: json.config, netNames: json.nets, nets, dtype: json.dtype, sha256: await sha256Hex(modelJson), vocab, textFiles, gallery, runConfig: json.runConfig, stageOneHead };
 }
 
 /** The gallery's first-stage vectors, or undefined for a gallery exported before them. */
-function decodeStageOne(ga: Map<string, { shape: number[]; data: Float32Array }>, nets: readonly string[], images: number, captions: number, E: number, where: string): GalleryStageOne | undefined {
+function decodeStageOne(ga: Map<string, { shape: number[]; data: Float32Array }>, nets: readonly string[], images: number, captions: number, dim: number, where: string): GalleryStageOne | undefined {
   const names = nets.flatMap((n) => ["images", "captions"].flatMap((side) => [`${n}.${side}.stage1`, `${n}.${side}.stage1_scale`]));
   const present = names.filter((name) => ga.has(name));
   if (present.length === 0) return undefined;
@@ -429,10 +482,10 @@ function decodeStageOne(ga: Map<string, { shape: number[]; data: Float32Array }>
   const side = (n: string, s: "images" | "captions", count: number): StageOneVectors => {
     const values = ga.get(`${n}.${s}.stage1`)!;
     const scales = ga.get(`${n}.${s}.stage1_scale`)!;
-    if (values.shape.join() !== [count, E].join() || scales.shape.join() !== String(count)) {
-      throw new FormatError(where, `first-stage vectors ${n}.${s}.stage1 have shape [${values.shape}] and [${scales.shape}] scales; the gallery's counts imply [${count},${E}] and [${count}]`);
+    if (values.shape.join() !== [count, dim].join() || scales.shape.join() !== String(count)) {
+      throw new FormatError(where, `first-stage vectors ${n}.${s}.stage1 have shape [${values.shape}] and [${scales.shape}] scales; the gallery's counts and first stage imply [${count},${dim}] and [${count}]`);
     }
-    return { count, dim: E, values: Int8Array.from(values.data), scales: scales.data };
+    return { count, dim, values: Int8Array.from(values.data), scales: scales.data };
   };
   return { images: nets.map((n) => side(n, "images", images)), captions: nets.map((n) => side(n, "captions", captions)) };
 }

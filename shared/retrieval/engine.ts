@@ -11,7 +11,7 @@
 import * as v from "valibot";
 import { RecallReportSchema } from "../eval/metrics";
 import { TextInfoSchema } from "../text/text-tokenizer";
-import { STAGE_ONE } from "../model/stage-one";
+import { STAGE_ONES } from "../model/stage-one";
 import type { AssetSource } from "./assets.ts";
 import { type Shortlist, ShortlistUsedSchema } from "./shortlist.ts";
 
@@ -59,7 +59,7 @@ export const EvalResultSchema = v.object({
   ...RecallReportSchema.entries,
   images: v.number(),
   captions: v.number(),
-  twoStage: v.optional(v.object({ shortlist: v.number(), stage: v.literal(STAGE_ONE), ...RecallReportSchema.entries })),
+  twoStage: v.optional(v.object({ shortlist: v.number(), stage: v.picklist(STAGE_ONES), ...RecallReportSchema.entries })),
 });
 export type EvalResult = v.InferOutput<typeof EvalResultSchema>;
 

@@ -4,10 +4,11 @@
  * package's tokenizer (NLTK word_tokenize of the lower-cased text for the official vocabularies;
  * Jieba or a tokenizer.json for NoW: text-query.ts) and mapped through its vocabulary; scores of the two nets are averaged, as the official evaluation does.
  *
- * Searches are exhaustive or two-stage (shortlist.ts): the first stage (shared/model/stage-one.ts)
- * shortlists k′ gallery items from the gallery's int8 first-stage vectors, which an export writes
- * and which are computed from the pooled vectors on the first two-stage call for a gallery
- * without them; the full model then scores the shortlist only.
+ * Searches are exhaustive or two-stage (shortlist.ts): the first stage (shared/model/stage-one.ts:
+ * the package's distilled head, else tranglo) shortlists k′ gallery items from the gallery's int8
+ * first-stage vectors, which an export writes and which are computed from the gallery's encodings
+ * on the first two-stage call for a gallery without them; the full model then scores the
+ * shortlist only.
  *
  * It reads results back from the backend asynchronously only (inference.ts's `…Async`), so that
  * the same engine runs on WebGPU in the browser (edge/browser/) as on wasm at the edge.
@@ -15,8 +16,8 @@
 import { evaluateRecall, rsum } from "../eval/metrics";
 import { REGIONS } from "../model/config";
 import { type EncodedCaptions, type EncodedImages, concatImages, encodeCaptionsAsync, encodeImagesAsync, ensembleSimilarityAsync, ensemblePairedSimilarityAsync, selectCaptions, selectImages, type ShardOptions, sliceCaptions } from "../model/inference";
-import { type ModelPackage, decodeModelPackage, galleryStageOne, MODEL_JSON } from "../model/package";
-import { dequantize, firstItems, netTrangloScales, STAGE_ONE, type StageOneIndex, stageOneIndex, stageOneScores, weighted } from "../model/stage-one";
+import { type ModelPackage, decodeModelPackage, galleryStageOne, MODEL_JSON, packageFirstStage } from "../model/package";
+import { dequantize, type FirstStage, firstItems, type StageOneIndex, stageOneIndex, stageOneScores } from "../model/stage-one";
 import type { TextTokenizerOptions } from "../text/text-tokenizer";
 import type { AssetSource } from "./assets.ts";
 import { QueryText } from "./text-query.ts";
@@ -40,9 +41,9 @@ export interface Pc2EngineOptions {
   shortlist?: Shortlist;
 }
 
-/** What the first stage needs: each net's √w, and the gallery's images and captions indexed. */
+/** The first stage and the gallery's images and captions indexed for it. */
 interface StageOne {
-  scales: Float32Array[];
+  stage: FirstStage;
   images: StageOneIndex;
   captions: StageOneIndex;
 }
@@ -131,24 +132,30 @@ export class Pc2Engine implements RetrievalEngine {
     });
   }
 
-  /** The first stage, built on its first use: the nets' √w read back, the gallery's vectors indexed. */
+  /** The first stage, built on its first use (tranglo reads the nets' √w back), the gallery's vectors indexed. */
   private stageOne(): Promise<StageOne> {
     this.stageOnePromise ??= (async () => {
       const g = this.gallery();
-      const scales = await sequential(this.pkg.nets, netTrangloScales);
-      const vectors = g.stageOne ?? galleryStageOne(g, scales);
-      return { scales, images: stageOneIndex(vectors.images), captions: stageOneIndex(vectors.captions) };
+      const stage = await packageFirstStage(this.pkg.stageOneHead, this.pkg.nets);
+      const vectors = g.stageOne ?? galleryStageOne(g, stage);
+      return { stage, images: stageOneIndex(vectors.images, stage.metric), captions: stageOneIndex(vectors.captions, stage.metric) };
     })();
     return this.stageOnePromise;
   }
 
+  /** The first stage a two-stage search uses: "distilled" when the package has a head. */
+  private stageName() {
+    return this.pkg.stageOneHead ? "distilled" : "tranglo";
+  }
+
   /**
-   * The gallery items a search scores with the full model: all of them, or the shortlist of the
-   * first stage for a query whose pooled vectors (one per net) are `glo`, in gallery order.
+   * The gallery items a two-stage search scores with the full model, in gallery order: the
+   * shortlist of the first stage for a query of the other side encoded by each net (`query`).
    */
-  private async candidates(glo: Float32Array[], side: "images" | "captions", shortlist: number): Promise<Int32Array> {
+  private async candidates(query: (EncodedImages | EncodedCaptions)[], side: "images" | "captions", shortlist: number): Promise<Int32Array> {
     const s1 = await this.stageOne();
-    const first = stageOneScores(glo.map((x, n) => weighted(x, 1, s1.scales[n])), 1, s1[side]);
+    const querySide = side === "images" ? "captions" : "images";
+    const first = stageOneScores(query.map((q, n) => s1.stage.vectors(n, querySide, q)), 1, s1[side]);
     return Int32Array.from(topK(first, shortlist), ([i]) => i).sort();
   }
 
@@ -156,12 +163,12 @@ export class Pc2Engine implements RetrievalEngine {
     const g = this.gallery();
     signal?.throwIfAborted();
     const caps = await this.encodeQueryCaptions([await this.tokens(q)]);
-    const shortlist = shortlistUsed(options.shortlist ?? this.defaultShortlist, g.images[0].count);
+    const shortlist = shortlistUsed(options.shortlist ?? this.defaultShortlist, g.images[0].count, this.stageName());
     if (shortlist.used === "all") {
       const s = await this.sims((n) => g.images[n], (n) => caps[n]);
       return { hits: topK(s, k).map(([index, score]) => ({ index, score, image: index })), shortlist };
     }
-    const idx = await this.candidates(caps.map((c) => c.glo), "images", shortlist.used);
+    const idx = await this.candidates(caps, "images", shortlist.used);
     signal?.throwIfAborted();
     const s = await this.sims((n) => selectImages(g.images[n], idx), (n) => caps[n]);
     return { hits: topK(s, k).map(([j, score]) => ({ index: idx[j], score, image: idx[j] })), shortlist };
@@ -171,8 +178,8 @@ export class Pc2Engine implements RetrievalEngine {
     const g = this.gallery();
     signal?.throwIfAborted();
     const imgs = await this.encodeQueryImages([q]);
-    const shortlist = shortlistUsed(options.shortlist ?? this.defaultShortlist, g.captions[0].count);
-    const idx = shortlist.used === "all" ? null : await this.candidates(imgs.map((im) => im.glo), "captions", shortlist.used);
+    const shortlist = shortlistUsed(options.shortlist ?? this.defaultShortlist, g.captions[0].count, this.stageName());
+    const idx = shortlist.used === "all" ? null : await this.candidates(imgs, "captions", shortlist.used);
     signal?.throwIfAborted();
     const s = await this.sims((n) => imgs[n], (n) => (idx ? selectCaptions(g.captions[n], idx) : g.captions[n]));
     const hits = topK(s, k).map(([j, score]) => {
@@ -217,7 +224,7 @@ export class Pc2Engine implements RetrievalEngine {
     const result: EvalResult = { i2t: r.i2t, t2i: r.t2i, rsum: r.rsum, images: nImages, captions: nCaptions };
     const shortlist = options.shortlist ?? this.defaultShortlist;
     if (namesNoShortlist(shortlist)) return result;
-    result.twoStage = { shortlist, stage: STAGE_ONE, ...(await this.twoStageRecall(s, nImages, shortlist)) };
+    result.twoStage = { shortlist, stage: this.stageName(), ...(await this.twoStageRecall(s, nImages, shortlist)) };
     return result;
   }
 
@@ -231,7 +238,7 @@ export class Pc2Engine implements RetrievalEngine {
     const s1 = await this.stageOne();
     const nCaptions = nImages * g.perCaptions;
     const images = s1.images.nets.map((v) => dequantize(firstItems(v, nImages)));
-    const captions = stageOneIndex(s1.captions.nets.map((v) => firstItems(v, nCaptions)));
+    const captions = stageOneIndex(s1.captions.nets.map((v) => firstItems(v, nCaptions)), s1.stage.metric);
     const first = stageOneScores(images, nImages, captions); // [nImages, nCaptions]
     // Each direction's matrix answers for that direction only.
     const t = evaluateRecall(twoStageScores(full, first, nImages, nCaptions, shortlist, "t2i"), nImages, g.perCaptions).t2i;

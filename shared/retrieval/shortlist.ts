@@ -6,7 +6,7 @@
  * gallery's size.
  */
 import * as v from "valibot";
-import { STAGE_ONE } from "../model/stage-one";
+import { STAGE_ONES, type StageOneName } from "../model/stage-one";
 
 /** A requested shortlist size: items re-ranked by the full model, or "all" (0 means "all" too). */
 export type Shortlist = number | "all";
@@ -19,16 +19,16 @@ export interface ShortlistOptions {
 }
 
 /**
- * Exhaustive unless asked: the pooled-vector first stage keeps only about 59% of the full model's
- * text→image top-1 in a shortlist of 128 of 400 images (docs/performance.md), so two-stage search
- * is a choice a server or a request makes, knowing its recall cost (/v1/eval reports both).
+ * Exhaustive unless asked: two-stage search is a choice a server or a request makes, knowing its
+ * recall cost (/v1/eval reports both). With a distilled head it is small (docs/performance.md);
+ * with the tranglo first stage of a package without one, large.
  */
 export const SHORTLIST_DEFAULTS: ShortlistOptions = { defaultShortlist: "all", maxShortlist: 1024 };
 
 /** What a search used: the shortlist size, or "all"; the first stage; the items the full model scored. */
 export const ShortlistUsedSchema = v.object({
   used: v.union([v.number(), v.literal("all")]),
-  stage: v.nullable(v.literal(STAGE_ONE)),
+  stage: v.nullable(v.picklist(STAGE_ONES)),
   scored: v.number(),
 });
 export type ShortlistUsed = v.InferOutput<typeof ShortlistUsedSchema>;
@@ -43,10 +43,10 @@ export function effectiveShortlist(requested: Shortlist, items: number): Shortli
   return namesNoShortlist(requested) || requested >= items ? "all" : requested;
 }
 
-/** The report of a search of `items` items with shortlist `requested`. */
-export function shortlistUsed(requested: Shortlist, items: number): ShortlistUsed {
+/** The report of a search of `items` items with shortlist `requested` and first stage `stage`. */
+export function shortlistUsed(requested: Shortlist, items: number, stage: StageOneName): ShortlistUsed {
   const used = effectiveShortlist(requested, items);
-  return used === "all" ? { used, stage: null, scored: items } : { used, stage: STAGE_ONE, scored: used };
+  return used === "all" ? { used, stage: null, scored: items } : { used, stage, scored: used };
 }
 
 /**

@@ -82,7 +82,7 @@ export class FakeEngine implements RetrievalEngine {
   async searchImages(q: TextQuery, k: number, options: SearchOptions = {}): Promise<SearchResult> {
     this.calls.push({ verb: "searchImages", args: [q, k, options] });
     await this.settle();
-    return { hits: this.topK(FakeEngine.key(q), this.images, k), shortlist: shortlistUsed(options.shortlist ?? "all", this.images) };
+    return { hits: this.topK(FakeEngine.key(q), this.images, k), shortlist: shortlistUsed(options.shortlist ?? "all", this.images, "tranglo") };
   }
 
   async searchCaptions(q: ImageQuery, k: number, options: SearchOptions = {}): Promise<SearchResult> {
@@ -94,7 +94,7 @@ export class FakeEngine implements RetrievalEngine {
       caption: `caption ${h.index}`,
       image: Math.floor(h.index / this.perCaptions),
     }));
-    return { hits, shortlist: shortlistUsed(options.shortlist ?? "all", n) };
+    return { hits, shortlist: shortlistUsed(options.shortlist ?? "all", n, "tranglo") };
   }
 
   async score(pairs: Array<ImageQuery & TextQuery>): Promise<number[]> {

@@ -95,7 +95,7 @@ describe("parseTrainArgs: the official command lines", () => {
   test("the flag table holds exactly run.py's flags, plus --backend, --eval_workers, --parallel and the group beyond the official code", () => {
     const names = Object.keys(FLAGS).map((n) => n.replace(/-/g, "_"));
     const beyond = Object.entries(FLAGS).filter(([, f]) => f.group === "beyond").map(([n]) => n);
-    expect(beyond.sort()).toEqual(["po_bank_index", "recovery", "select", "tokenizer_json"]);
+    expect(beyond.sort()).toEqual(["po_bank_index", "recovery", "select", "stage1_images", "tokenizer_json"]);
     expect(names.sort()).toEqual([...Object.keys(OFFICIAL_DEFAULTS), "output_dir", "backend", "eval_workers", "parallel", ...beyond].sort());
   });
 

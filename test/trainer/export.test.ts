@@ -10,7 +10,7 @@ import { join, resolve } from "node:path";
 import { fileAssets } from "../../edge/adapters/bun";
 import type { VocabFile } from "../../shared/formats/vocab";
 import { galleryStageOne, type ModelPackage } from "../../shared/model/package";
-import { netTrangloScales } from "../../shared/model/stage-one";
+import { netTrangloScales, trangloStage } from "../../shared/model/stage-one";
 import { loadPackage } from "../../shared/retrieval/pc2-engine";
 import { initBackend } from "../../trainer/backend";
 import { loadSplit, loadVocabulary } from "../../trainer/data/datasets";
@@ -48,7 +48,7 @@ describe("exportModel", () => {
     const stored = exported.gallery!.stageOne!;
     expect(stored).toBeDefined();
     const gallery = await buildGallery(base.nets, split, vocabJson);
-    const want = galleryStageOne(gallery, await Promise.all(base.nets.map(netTrangloScales)));
+    const want = galleryStageOne(gallery, trangloStage(await Promise.all(base.nets.map(netTrangloScales))));
     expect([stored.images[0].count, stored.captions[0].count, stored.images.length]).toEqual([100, 500, 2]);
     for (const side of ["images", "captions"] as const) {
       for (let n = 0; n < 2; n++) {

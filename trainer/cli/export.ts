@@ -10,7 +10,7 @@ import { FormatError } from "../../shared/formats/ndarray";
 import { CliError, choiceFlag, parseFlags, runCli } from "../../shared/cli";
 import { EXPORT_DTYPES } from "../../shared/model/package";
 import { BACKENDS, BackendUnavailableError, initBackend } from "../backend";
-import { loadSplit, loadVocabulary, type Split } from "../data/datasets";
+import { DatasetError, loadSplit, loadVocabulary, type Split } from "../data/datasets";
 import { ensureSynthetic } from "../data/synthetic";
 import { exportModel, textExportInput } from "../export";
 import { packagedText } from "../text";
@@ -27,6 +27,9 @@ export const EXPORT_HELP = `Usage: bun run export --model_path <path> --out <dir
   --data_path, --data_name, --vocab_path, --tokenizer
                         the dataset of the vocabulary and the gallery (default: the model's training
                         run, else the embedded synthetic dataset)
+  --stage1_images <n>   fit the distilled first stage of two-stage search to the nets' own scores
+                        over n training images of the data (default 256; 0: none, the first stage
+                        is then SGRAF's pooled vectors, which keep far less of the full ranking)
   --tokenizer_json <f>  NoW bpe or bert: the Hugging Face tokenizer.json that made the captions'
                         ids, packaged so that the model takes text (bpe without it: token ids only;
                         bert without it: WordPiece over the NoW vocabulary; jieba needs none);
@@ -48,6 +51,7 @@ async function exportCommand(argv: string[]): Promise<number> {
     vocab_path: { type: "string" },
     tokenizer: { type: "string" },
     tokenizer_json: { type: "string" },
+    stage1_images: { type: "string", default: "256" },
     backend: { type: "string", default: "auto" },
   });
   if (values === null) {
@@ -57,6 +61,8 @@ async function exportCommand(argv: string[]): Promise<number> {
   if (!values.model_path || !values.out) throw new CliError("--model_path and --out are required");
   const dtype = choiceFlag("dtype", values.dtype, EXPORT_DTYPES);
   const backend = choiceFlag("backend", values.backend, BACKENDS);
+  const headImages = Number(values.stage1_images);
+  if (!Number.isInteger(headImages) || headImages < 0) throw new CliError(`--stage1_images must be a whole number >= 0, got ${values.stage1_images}`);
   try {
     await initBackend(backend);
     const model = await loadModel(String(values.model_path));
@@ -78,9 +84,17 @@ async function exportCommand(argv: string[]): Promise<number> {
     // The run's --tokenizer_json goes with the run's data, as the other data flags do.
     const tokenizerJson = values.tokenizer_json ?? (explicit ? undefined : run.tokenizer_json);
     const text = packagedText({ dataName: data.data_name, tokenizer: data.tokenizer, vocab, tokenizerJson: tokenizerJson ? String(tokenizerJson) : undefined });
-    const gallery = values.gallery
-      ? loadSplit({ dataPath: data.data_path, dataName: data.data_name, split: values.gallery as Split, vocab, vocabSize, tokenizer: data.tokenizer, imgDim: model.config.img_dim })
-      : null;
+    const gallery = values.gallery ? loadSplit({ dataPath: data.data_path, dataName: data.data_name, split: values.gallery as Split, vocab, vocabSize, tokenizer: data.tokenizer, imgDim: model.config.img_dim }) : null;
+    const load = (split: Split) => loadSplit({ dataPath: data.data_path, dataName: data.data_name, split, vocab, vocabSize, tokenizer: data.tokenizer, imgDim: model.config.img_dim });
+    let headFrom = null;
+    if (headImages > 0) {
+      try {
+        headFrom = load("train");
+      } catch (e) {
+        if (!(e instanceof DatasetError)) throw e;
+        console.log(`no training split to fit the first stage's head on (${e.message}): the first stage is tranglo`);
+      }
+    }
     const r = await exportModel(String(values.out), {
       config: model.config,
       nets: model.nets,
@@ -88,6 +102,9 @@ async function exportCommand(argv: string[]): Promise<number> {
       dtype,
       ...(await textExportInput(text)),
       gallery,
+      headFrom,
+      headImages,
+      log: (line) => console.log(line),
       runConfig: { ...run, ...data },
     });
     console.log(`exported ${model.kind} ${model.source} (nets ${model.names.join("+")}) as ${values.dtype} to ${r.dir}: ${r.files} files, ${(r.bytes / 1e6).toFixed(2)} MB${gallery ? `, gallery ${gallery.split} (${gallery.length} captions)` : ""}; manifest digest ${r.digest}`);

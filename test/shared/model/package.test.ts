@@ -6,10 +6,10 @@
  */
 import { beforeAll, describe, expect, test } from "bun:test";
 import { REGIONS, sgrafConfig } from "../../../shared/model/config";
-import type { EncodedCaptions, EncodedImages } from "../../../shared/model/inference";
+import { type EncodedCaptions, type EncodedImages, encodeCaptionsAsync } from "../../../shared/model/inference";
 import { type Gallery, MODEL_JSON, decodeModelPackage, encodeModelPackage, galleryStageOne, manifestDigest, sha256Hex } from "../../../shared/model/package";
 import { ParamStore } from "../../../shared/model/params";
-import { TRANGLO_WEIGHT, trangloScales } from "../../../shared/model/stage-one";
+import { distilledStage, quantizeVectors, type StageOneHead, stageOneIndex, stageOneScores, TRANGLO_WEIGHT, trangloScales, trangloStage } from "../../../shared/model/stage-one";
 import { Random } from "../../../shared/random";
 import { Pc2Engine } from "../../../shared/retrieval/pc2-engine";
 import { initBackend } from "../../../trainer/backend";
@@ -66,7 +66,7 @@ describe("first-stage vectors in the package", () => {
   test("round-trip exactly: the decoded vectors are the ones computed from the float32 pooled vectors", async () => {
     const pkg = await decode(files);
     const scales = nets.map((p) => trangloScales(p.get(TRANGLO_WEIGHT).dataSync() as Float32Array, config.embed_size));
-    const want = galleryStageOne(gallery, scales);
+    const want = galleryStageOne(gallery, trangloStage(scales));
     const got = pkg.gallery!.stageOne!;
     for (const side of ["images", "captions"] as const) {
       for (let n = 0; n < 2; n++) {
@@ -106,5 +106,62 @@ describe("first-stage vectors in the package", () => {
     j.files["stage1-00.bin"] = { bytes: bin.length - 5 * IMAGES * 4, sha256: await sha256Hex(cut.get("stage1-00.bin")!) };
     j.digest = await manifestDigest(j);
     await expect(decode(cut, new TextEncoder().encode(JSON.stringify(j)))).rejects.toThrow("the gallery has some first-stage vectors but lacks B.captions.stage1_scale");
+  });
+});
+
+describe("a distilled first stage's head in the package", () => {
+  const D = 6;
+  let head: StageOneHead;
+  let withHead: Map<string, Uint8Array>;
+
+  beforeAll(async () => {
+    const rng = new Random(5);
+    head = { dim: D, nets: [0, 1].map(() => ({ images: rng.uniformArray(2 * config.embed_size * D, -1, 1), captions: rng.uniformArray(2 * config.embed_size * D, -1, 1) })) };
+    withHead = await encodeModelPackage({ config, netNames: ["A", "B"], nets, dtype: "uint8", vocab: null, gallery, stageOneHead: { head, fit: { images: 10 } } });
+  });
+
+  test("round-trips, and the gallery's first-stage vectors are the head's", async () => {
+    const j = JSON.parse(new TextDecoder().decode(withHead.get(MODEL_JSON)!));
+    expect([j.stageOneHead.stage, j.stageOneHead.dim, j.stageOneHead.fit]).toEqual(["distilled", D, { images: 10 }]);
+    const pkg = await decode(withHead);
+    expect(pkg.stageOneHead!.dim).toBe(D);
+    for (let n = 0; n < 2; n++) for (const side of ["images", "captions"] as const) expect(Array.from(pkg.stageOneHead!.nets[n][side])).toEqual(Array.from(head.nets[n][side]));
+    const want = galleryStageOne(gallery, distilledStage(head));
+    for (const side of ["images", "captions"] as const)
+      for (let n = 0; n < 2; n++) {
+        expect(pkg.gallery!.stageOne![side][n].dim).toBe(D);
+        expect(Array.from(pkg.gallery!.stageOne![side][n].values)).toEqual(Array.from(want[side][n].values));
+      }
+    for (const p of pkg.nets) p.dispose();
+  });
+
+  test("its engine shortlists by the head and says so; the same gallery without a head says tranglo", async () => {
+    const [a, b] = [new Pc2Engine(await decode(withHead)), new Pc2Engine(await decode(files))];
+    const tokens = gallery.tokens[3];
+    const x = await a.searchImages({ tokens }, 3, { shortlist: 3 });
+    expect(x.shortlist).toEqual({ used: 3, stage: "distilled", scored: 3 });
+    expect((await b.searchImages({ tokens }, 3, { shortlist: 3 })).shortlist.stage).toBe("tranglo");
+    // The shortlist is the head's top 3 for the caption as the nets encode it (the gallery's encodings here are random).
+    const stage = distilledStage(head);
+    const query = await Promise.all(a.pkg.nets.map((p) => encodeCaptionsAsync(p, Int32Array.from(tokens), Int32Array.from([tokens.length]))));
+    const first = stageOneScores(
+      [0, 1].map((n) => stage.vectors(n, "captions", query[n])),
+      1,
+      stageOneIndex([0, 1].map((n) => quantizeVectors(stage.vectors(n, "images", gallery.images[n]), IMAGES, D)), "dot"),
+    );
+    const top3 = Array.from(first, (s, i) => [s, i]).sort((p, q) => q[0] - p[0]).slice(0, 3).map(([, i]) => i);
+    expect(new Set(x.hits.map((h) => h.index))).toEqual(new Set(top3));
+    expect((await a.evaluate({ shortlist: 4 })).twoStage!.stage).toBe("distilled");
+    a.dispose();
+    b.dispose();
+  });
+
+  test("a head of the wrong shape is refused, naming the tensor", async () => {
+    const j = JSON.parse(new TextDecoder().decode(withHead.get(MODEL_JSON)!));
+    j.stageOneHead.dim = D + 1;
+    j.stageOneHead.manifest[0].weights[0].shape = [2 * config.embed_size, D + 1];
+    j.stageOneHead.manifest[0].weights[1].shape = [2 * config.embed_size, D - 1];
+    j.digest = await manifestDigest(j);
+    await expect(decode(withHead, new TextEncoder().encode(JSON.stringify(j)))).rejects.toThrow("head tensor A.stage1_head.captions has shape [32,5], not [32,7]");
   });
 });

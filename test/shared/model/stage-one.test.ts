@@ -5,7 +5,7 @@
  */
 import { describe, expect, test } from "bun:test";
 import { Random } from "../../../shared/random";
-import { dequantize, stageOneIndex, stageOneScores, stageOneVectors, trangloScales, weighted } from "../../../shared/model/stage-one";
+import { dequantize, distilledStage, headFeatures, quantizeVectors, stageOneIndex, stageOneScores, stageOneVectors, trangloScales, weighted } from "../../../shared/model/stage-one";
 
 const E = 24;
 const S = 7;
@@ -65,5 +65,55 @@ describe("stage one", () => {
   test("one query set per net", () => {
     const index = stageOneIndex([stageOneVectors(new Float32Array(E), 1, trangloScales(W[0], E))]);
     expect(() => stageOneScores([new Float32Array(E), new Float32Array(E)], 1, index)).toThrow("2 query sets for 1 nets");
+  });
+});
+
+describe("the distilled first stage", () => {
+  const D = 5;
+  const images = { count: 3, embed: E, emb: rng.uniformArray(3 * 36 * E, -1, 1), glo: rng.uniformArray(3 * E, -1, 1) };
+  const lengths = Int32Array.from([2, 4, 1, 3]);
+  const offsets = Int32Array.from([0, 2, 6, 7]);
+  const captions = { count: 4, embed: E, lengths, offsets, emb: rng.uniformArray(10 * E, -1, 1), glo: rng.uniformArray(4 * E, -1, 1) };
+  const head = { dim: D, nets: [0, 1].map(() => ({ images: rng.uniformArray(2 * E * D, -1, 1), captions: rng.uniformArray(2 * E * D, -1, 1) })) };
+
+  /** [glo, mean of the item's `n` embeddings from row `first`] projected by W [2E, D], written out. */
+  function projected(glo: Float32Array, emb: Float32Array, i: number, first: number, n: number, W: Float32Array): number[] {
+    const x = Array.from({ length: 2 * E }, (_, f) => (f < E ? glo[i * E + f] : Array.from({ length: n }, (_, w) => emb[(first + w) * E + f - E]).reduce((a, b) => a + b, 0) / n));
+    return Array.from({ length: D }, (_, d) => x.reduce((s, v, f) => s + v * W[f * D + d], 0));
+  }
+
+  test("features are the pooled vector and the mean of the item's 36 regions or its words", () => {
+    const f = headFeatures("captions", captions);
+    expect(f.length).toBe(4 * 2 * E);
+    for (const e of [0, 3, E - 1]) {
+      expect(f[1 * 2 * E + e]).toBe(captions.glo[1 * E + e]);
+      const mean = [2, 3, 4, 5].reduce((s, w) => s + captions.emb[w * E + e], 0) / 4;
+      expect(f[1 * 2 * E + E + e]).toBeCloseTo(mean, 5);
+    }
+    const g = headFeatures("images", images);
+    const mean = Array.from({ length: 36 }, (_, r) => images.emb[(2 * 36 + r) * E + 7]).reduce((a, b) => a + b, 0) / 36;
+    expect(g[2 * 2 * E + E + 7]).toBeCloseTo(mean, 5);
+  });
+
+  test("scores are the dot products of the projections, summed over the nets, within int8 rounding", () => {
+    const stage = distilledStage(head);
+    expect([stage.name, stage.metric, stage.dim]).toEqual(["distilled", "dot", D]);
+    const index = stageOneIndex([0, 1].map((n) => quantizeVectors(stage.vectors(n, "images", images), 3, D)), "dot");
+    const got = stageOneScores([0, 1].map((n) => stage.vectors(n, "captions", captions)), 4, index); // [4 captions, 3 images]
+    for (let c = 0; c < 4; c++)
+      for (let i = 0; i < 3; i++) {
+        let want = 0;
+        let bound = 0;
+        for (let n = 0; n < 2; n++) {
+          const u = projected(images.glo, images.emb, i, i * 36, 36, head.nets[n].images);
+          const v = projected(captions.glo, captions.emb, c, offsets[c], lengths[c], head.nets[n].captions);
+          want += u.reduce((s, x, d) => s + x * v[d], 0);
+          // Each int8 value of u is within half a step (max |u| / 254) of its float.
+          bound += (Math.max(...u.map(Math.abs)) / 254) * v.reduce((s, x) => s + Math.abs(x), 0);
+        }
+        expect(Math.abs(got[c * 3 + i] - want)).toBeLessThanOrEqual(bound * 1.001 + 1e-5);
+      }
+    // The dot index adds no squared norms.
+    expect(Array.from(index.sqnorms)).toEqual([0, 0, 0]);
   });
 });

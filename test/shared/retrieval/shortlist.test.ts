@@ -30,8 +30,8 @@ describe("shortlist sizes", () => {
   test("0, \"all\" and any k′ at least the gallery are exhaustive", () => {
     expect([0, "all", 100, 101, 5000].map((s) => effectiveShortlist(s as number | "all", 100))).toEqual(["all", "all", "all", "all", "all"]);
     expect(effectiveShortlist(99, 100)).toBe(99);
-    expect(shortlistUsed(32, 100)).toEqual({ used: 32, stage: "tranglo", scored: 32 });
-    expect(shortlistUsed("all", 100)).toEqual({ used: "all", stage: null, scored: 100 });
+    expect(shortlistUsed(32, 100, "distilled")).toEqual({ used: 32, stage: "distilled", scored: 32 });
+    expect(shortlistUsed("all", 100, "distilled")).toEqual({ used: "all", stage: null, scored: 100 });
   });
 });
 
