@@ -130,6 +130,20 @@ describe("bun run eval on a checkpoint of a tiny run", () => {
     expect(await evalJson(dir)).toEqual(json);
   });
 
+  test("export with a gallery fits the distilled first stage on the run's training images; --stage1_images 0 fits none, a negative one exits 2", async () => {
+    const dir = join(tmp.dir, "export-head");
+    const r = await run(exportMain, ["--model_path", checkpoint, "--out", dir, "--gallery", "test", "--stage1_images", "40", "--backend", "wasm"]);
+    expect([r.code, r.err]).toEqual([0, []]);
+    expect(r.out).toContainEqual(expect.stringMatching(/^first stage: head fitted to the nets' scores over 10 train images and 50 captions in /)); // all the tiny set's 10
+    expect(JSON.parse(readFileSync(join(dir, "model.json"), "utf8")).stageOneHead.stage).toBe("distilled");
+    const none = await run(exportMain, ["--model_path", checkpoint, "--out", join(tmp.dir, "export-nohead"), "--gallery", "test", "--stage1_images", "0", "--backend", "wasm"]);
+    expect(none.code).toBe(0);
+    expect(JSON.parse(readFileSync(join(tmp.dir, "export-nohead", "model.json"), "utf8")).stageOneHead).toBeUndefined();
+    const bad = await run(exportMain, ["--model_path", checkpoint, "--out", join(tmp.dir, "x"), "--stage1_images=-1"]);
+    expect(bad.code).toBe(2);
+    expect(bad.err.join("\n")).toContain("--stage1_images must be a whole number >= 0, got -1");
+  });
+
   test("the same numbers from an official-names safetensors file holding model_A. and model_B.", async () => {
     const p = join(tmp.dir, "official-AB.safetensors");
     const tensors = officialTensors(["model_A.", "model_B."], false);

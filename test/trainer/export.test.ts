@@ -11,7 +11,7 @@ import { fileAssets } from "../../edge/adapters/bun";
 import type { VocabFile } from "../../shared/formats/vocab";
 import { galleryStageOne, type ModelPackage } from "../../shared/model/package";
 import { netTrangloScales, trangloStage } from "../../shared/model/stage-one";
-import { loadPackage } from "../../shared/retrieval/pc2-engine";
+import { loadPackage, Pc2Engine } from "../../shared/retrieval/pc2-engine";
 import { initBackend } from "../../trainer/backend";
 import { loadSplit, loadVocabulary } from "../../trainer/data/datasets";
 import { ensureSynthetic } from "../../trainer/data/synthetic";
@@ -57,4 +57,27 @@ describe("exportModel", () => {
       }
     }
   }, 60_000);
+
+  test("with a training split it fits the distilled first stage: the package records the fit, its engine shortlists by the head", async () => {
+    const ds = ensureSynthetic(resolve(REPO_ROOT, ".cache"), { imgDim: base.config.img_dim });
+    const { vocab, vocabSize } = loadVocabulary({ vocabPath: ds.vocabPath, dataName: ds.dataName });
+    const train = loadSplit({ dataPath: ds.dataPath, dataName: ds.dataName, split: "train", vocab, vocabSize, imgDim: base.config.img_dim });
+    const out = join(dir, "with-head");
+    const lines: string[] = [];
+    await exportModel(out, { config: base.config, nets: base.nets, names: base.netNames, dtype: "uint8", vocab: vocabJson, gallery: split, headFrom: train, headImages: 60, log: (l) => lines.push(l) });
+    expect(lines.join("\n")).toMatch(/^first stage: head fitted to the nets' scores over 60 train images and 300 captions in [\d.]+ s \(held-out loss /);
+    const pkg = await loadPackage(fileAssets(out), out);
+    expect(pkg.json.stageOneHead!.fit).toMatchObject({ images: 60, captions: 300, heldOutImages: 6 });
+    expect(pkg.stageOneHead!.nets.length).toBe(2);
+    const engine = new Pc2Engine(pkg);
+    const r = await engine.searchImages({ tokens: Array.from(split.captions[0]) }, 5, { shortlist: 20 });
+    expect(r.shortlist).toEqual({ used: 20, stage: "distilled", scored: 20 });
+    engine.dispose();
+    // headImages 0: no head, tranglo.
+    const none = join(dir, "no-head");
+    await exportModel(none, { config: base.config, nets: base.nets, names: base.netNames, dtype: "uint8", vocab: vocabJson, gallery: split, headFrom: train, headImages: 0 });
+    const plain = await loadPackage(fileAssets(none), none);
+    expect([plain.json.stageOneHead, plain.stageOneHead]).toEqual([undefined, null]);
+    for (const p of plain.nets) p.dispose();
+  }, 120_000);
 });
