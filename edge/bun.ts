@@ -20,6 +20,7 @@ import { loadNativeBmm } from "../native/load.ts";
 import { memoryAssets } from "../shared/retrieval/assets.ts";
 import { buildBrowserFiles } from "./browser/build.ts";
 import { DEFAULT_EDGE_LIMITS, type EdgeLimits } from "./schemas.ts";
+import { AUTO_SHORTLIST, autoShortlist } from "../shared/retrieval/shortlist.ts";
 
 const D = DEFAULT_EDGE_LIMITS;
 const DEFAULT_WORKERS = 2;
@@ -40,7 +41,10 @@ limits (a request over one is refused, never queued without end):
   --deadline-ms <ms>   time one engine request may take (default ${D.deadlineMs}; 504, its work stopped)
 
 two-stage search (a request's \`shortlist\` field; 0 or "all": exhaustive):
-  --shortlist <n|all>  shortlist of a search or evaluation that names none (default ${D.defaultShortlist})
+  --shortlist <n|all|auto>
+                       shortlist of a search or evaluation that names none (default auto:
+                       ${AUTO_SHORTLIST} for a model with a distilled first stage, which bun run train
+                       and bun run export fit; "all" for one without)
   --max-shortlist <n>  largest shortlist a request may name (default ${D.maxShortlist}; 400 over it)`;
 
 function parseCli(argv: string[]) {
@@ -53,7 +57,7 @@ function parseCli(argv: string[]) {
     "max-pending": { type: "string", default: String(D.maxPending) },
     "max-evals": { type: "string", default: String(D.maxEvals) },
     "deadline-ms": { type: "string", default: String(D.deadlineMs) },
-    shortlist: { type: "string", default: String(D.defaultShortlist) },
+    shortlist: { type: "string", default: "auto" },
     "max-shortlist": { type: "string", default: String(D.maxShortlist) },
   });
   if (values === null) return null;
@@ -65,8 +69,9 @@ function parseCli(argv: string[]) {
     deadlineMs: intFlag("deadline-ms", values["deadline-ms"], 1),
     maxShortlist: intFlag("max-shortlist", values["max-shortlist"], 0),
   };
-  limits.defaultShortlist = shortlistFlag(String(values.shortlist), limits.maxShortlist!);
+  const shortlist = values.shortlist === "auto" ? ("auto" as const) : shortlistFlag(String(values.shortlist), limits.maxShortlist!);
   return {
+    shortlist,
     model: String(values.model),
     port: intFlag("port", values.port, 0, 65535),
     host: String(values.host),
@@ -78,7 +83,7 @@ function parseCli(argv: string[]) {
 function shortlistFlag(value: string, max: number): number | "all" {
   if (value === "all") return "all";
   const n = Number(value);
-  if (!/^\d+$/.test(value.trim()) || n > max) throw new CliError(`--shortlist: invalid value ${JSON.stringify(value)} ("all" or an integer in 0..${max}, the --max-shortlist)`);
+  if (!/^\d+$/.test(value.trim()) || n > max) throw new CliError(`--shortlist: invalid value ${JSON.stringify(value)} ("all", "auto" or an integer in 0..${max}, the --max-shortlist)`);
   return n;
 }
 
@@ -107,11 +112,14 @@ async function main(): Promise<number> {
   } catch (error) {
     throw new CliError(`cannot load the model in ${cli.model}: ${(error as Error).message}`, false);
   }
+  const firstStage = started.engine.info().gallery?.firstStage;
+  cli.limits.defaultShortlist = cli.shortlist === "auto" ? autoShortlist(firstStage, cli.limits.maxShortlist!) : cli.shortlist;
   const browserAssets = memoryAssets(Object.fromEntries(await buildBrowserFiles()));
   const app = createApp({ engine: started.engine, limits: cli.limits, modelAssets: fileAssets(cli.model), browserAssets });
   const server = Bun.serve({ port: cli.port, hostname: cli.host, fetch: app.fetch });
   const engineText = cli.workers > 0 ? `${cli.workers} engine worker${cli.workers === 1 ? "" : "s"}` : "engine on the server thread";
-  console.log(`edge: serving ${cli.model} (manifest digest ${started.digest}, ${engineText}) on http://${server.hostname}:${server.port} (in the browser: /app)`);
+  const shortlistText = `default shortlist ${cli.limits.defaultShortlist}${firstStage ? ` (first stage: ${firstStage})` : ""}`;
+  console.log(`edge: serving ${cli.model} (manifest digest ${started.digest}, ${engineText}, ${shortlistText}) on http://${server.hostname}:${server.port} (in the browser: /app)`);
   return 0;
 }
 

@@ -118,7 +118,7 @@ function shortlistField(limits: EdgeLimits) {
       v.check((s) => s === "all" || (Number.isInteger(s) && s >= 0), (issue) => `${issue.received} is not ${allowed}`),
       v.check((s) => s === "all" || s <= max, (issue) => `${issue.received} is more than the server's maximum of ${max} (maxShortlist); ask for at most ${max}, or "all" for an exhaustive search`),
       v.description(
-        `Two-stage search: the first stage (SGRAF's pooled vectors, weighted by sim_tranglo_w) shortlists this many gallery items (images for text→image, captions for image→text) and the full model re-ranks them. 0 or "all": every item scored by the full model. Default: the server's (${JSON.stringify(limits.defaultShortlist)}).`,
+        `Two-stage search: the first stage (the model's distilled head, or for a model exported without one SGRAF's pooled vectors weighted by sim_tranglo_w; /v1/model gallery.firstStage says which) shortlists this many gallery items (images for text→image, captions for image→text) and the full model re-ranks them. 0 or "all": every item scored by the full model. Default: the server's (${JSON.stringify(limits.defaultShortlist)}).`,
       ),
     ),
     limits.defaultShortlist,

@@ -27,6 +27,8 @@ export const GalleryInfoSchema = v.object({
   perCaptions: v.number(),
   /** Tokens of all captions together (a request's cost depends on them: shared/retrieval/cost.ts). */
   words: v.number(),
+  /** The first stage of a two-stage search (shared/model/stage-one.ts): the package's distilled head, or tranglo. */
+  firstStage: v.optional(v.picklist(STAGE_ONES)),
 });
 export type GalleryInfo = v.InferOutput<typeof GalleryInfoSchema>;
 

@@ -79,7 +79,7 @@ export class Pc2Engine implements RetrievalEngine {
       dtype: this.pkg.dtype,
       sha256: this.pkg.sha256,
       nets: this.pkg.netNames,
-      gallery: g ? { images: g.images[0].count, captions: g.captions[0].count, perCaptions: g.perCaptions, words: g.captions[0].emb.length / g.captions[0].embed } : null,
+      gallery: g ? { images: g.images[0].count, captions: g.captions[0].count, perCaptions: g.perCaptions, words: g.captions[0].emb.length / g.captions[0].embed, firstStage: this.stageName() } : null,
       text: this.text.info(),
     };
   }

@@ -25,6 +25,18 @@ export interface ShortlistOptions {
  */
 export const SHORTLIST_DEFAULTS: ShortlistOptions = { defaultShortlist: "all", maxShortlist: 1024 };
 
+/**
+ * The shortlist `bun run edge --shortlist auto` (its default) gives a model whose first stage is a
+ * distilled head: 128, ALBEF/BLIP's Flickr k_test, where the head kept text→image R@10 within a
+ * point of exhaustive (docs/performance.md); a model without a head stays exhaustive.
+ */
+export const AUTO_SHORTLIST = 128;
+
+/** The default shortlist `auto` stands for, for a model whose first stage is `stage` (none without a gallery). */
+export function autoShortlist(stage: StageOneName | undefined, maxShortlist: number): Shortlist {
+  return stage === "distilled" ? Math.min(AUTO_SHORTLIST, maxShortlist) || "all" : "all";
+}
+
 /** What a search used: the shortlist size, or "all"; the first stage; the items the full model scored. */
 export const ShortlistUsedSchema = v.object({
   used: v.union([v.number(), v.literal("all")]),
