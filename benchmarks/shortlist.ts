@@ -46,9 +46,10 @@ const fitImages = Math.min(Number(args["fit-images"]), Math.floor(train.length /
 const firstPart: Pick<CaptionSplit, "captions" | "images" | "imDiv" | "length"> = { captions: train.captions, images: train.images, imDiv: train.imDiv, length: fitImages * train.imDiv };
 const t0 = performance.now();
 const { head, fit } = await fitStageOneHead(pkg.nets, firstPart, { images: fitImages });
-console.log(`head fitted on ${fit.images} training images (${fit.captions} captions) in ${((performance.now() - t0) / 1000).toFixed(1)} s: ${fit.nets.map((r, n) => `${pkg.netNames[n]} held-out loss ${r.initialHeldOutLoss.toFixed(3)} → ${r.heldOutLoss.toFixed(3)} (step ${r.bestStep} of ${r.steps})`).join("; ")}`);
+console.log(`head fitted on ${fit.images} training images (${fit.captions} captions) in ${((performance.now() - t0) / 1000).toFixed(1)} s: ${fit.nets.map((r, n) => `${pkg.netNames[n]} held-out loss ${r.initialHeldOutLoss.toFixed(3)} → ${r.heldOutLoss.toFixed(3)} (step ${r.bestStep} of ${r.steps}${r.learned ? "" : "; not learned, left out"})`).join("; ")}`);
 
-const stages: FirstStage[] = [trangloStage(await Promise.all(pkg.nets.map(netTrangloScales))), distilledStage(head)];
+const stages: FirstStage[] = [trangloStage(await Promise.all(pkg.nets.map(netTrangloScales))), ...(head ? [distilledStage(head)] : [])];
+if (!head) console.log("no net's scores could be distilled: tranglo only");
 
 /** A gallery: the encodings of its images and captions by every net, and the full model's similarity matrix. */
 async function gallery(name: string, split: CaptionSplit, from = 0) {

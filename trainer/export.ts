@@ -13,7 +13,8 @@ import { readCheckpointFile } from "./checkpoint";
 import { outputError, temporaryName } from "./files";
 import { type CaptionSplit, loadVocabulary } from "./data/datasets";
 import { type EncodedSplit, encodeSplit } from "./evaluate";
-import { fitStageOneHead, HEAD_FIT_DEFAULTS } from "./stage-one-head";
+import type { StageOneHead } from "../shared/model/stage-one";
+import { fitStageOneHead, HEAD_FIT_DEFAULTS, type HeadFit } from "./stage-one-head";
 import { type PackagedText, packagedText, packagedTextTokenizer } from "./text";
 import { type Data, OUTPUT_FILES, type Run } from "./train";
 
@@ -68,14 +69,18 @@ export async function buildGallery(
 export async function exportModel(out: string, input: ExportInput): Promise<{ dir: string; files: number; bytes: number; digest: string }> {
   const gallery = input.gallery ? await buildGallery(input.nets, input.gallery, input.vocab, input) : null;
   const headImages = input.headImages ?? HEAD_FIT_DEFAULTS.images;
-  let stageOneHead = null;
+  let stageOneHead: { head: StageOneHead; fit: HeadFit } | null = null;
   if (gallery && input.headFrom && headImages > 0) {
     const t0 = performance.now();
-    stageOneHead = await fitStageOneHead(input.nets, input.headFrom, { images: headImages, seed: input.seed ?? 0, batchSize: input.batchSize ?? HEAD_FIT_DEFAULTS.batchSize, pause: input.pause });
-    const f = stageOneHead.fit;
-    input.log?.(
-      `first stage: head fitted to the nets' scores over ${f.images} ${input.headFrom.split} images and ${f.captions} captions in ${((performance.now() - t0) / 1000).toFixed(1)} s (held-out loss ${f.nets.map((r) => `${r.initialHeldOutLoss.toFixed(2)} → ${r.heldOutLoss.toFixed(2)}`).join(", ")})`,
-    );
+    const { head, fit: f } = await fitStageOneHead(input.nets, input.headFrom, { images: headImages, seed: input.seed ?? 0, batchSize: input.batchSize ?? HEAD_FIT_DEFAULTS.batchSize, pause: input.pause });
+    const losses = f.nets.map((r, n) => `${input.names[n]} ${r.initialHeldOutLoss.toFixed(2)} → ${r.heldOutLoss.toFixed(2)}${r.learned ? "" : " not learned: left out"}`).join(", ");
+    const where = `${f.images} ${input.headFrom.split} images and ${f.captions} captions in ${((performance.now() - t0) / 1000).toFixed(1)} s (held-out loss ${losses})`;
+    if (head) {
+      stageOneHead = { head, fit: f };
+      input.log?.(`first stage: head fitted to the nets' scores over ${where}`);
+    } else {
+      input.log?.(`first stage: no net's scores could be distilled over ${where}; two-stage search falls back to tranglo, which keeps far less of the full ranking`);
+    }
   }
   const files = await encodeModelPackage({
     config: input.config,

@@ -16,6 +16,12 @@
  * kept is the one of the lowest held-out loss, checked every `every` steps, and fitting stops
  * after `patience` steps without a better one. Seeded: the same nets, data and options give the
  * same head.
+ *
+ * A net whose scores the head cannot learn (its held-out loss not 1% below both the untrained
+ * head's and that of uniform scores, the loss of knowing nothing: a collapsed net's nearly
+ * constant scores, say) gets a zero projection, so that it adds nothing
+ * to the ensemble's first stage rather than noise; when no net's can be learned there is no head
+ * (the export's first stage is then tranglo).
  */
 import { concatCaptions, concatImages, type EncodedCaptions, type EncodedImages, encodeCaptionsAsync, encodeImagesAsync, ensembleSimilarityAsync, selectImages } from "../shared/model/inference";
 import type { ParamStore } from "../shared/model/params";
@@ -58,13 +64,16 @@ export type HeadFit = {
   heldOutImages: number;
   tau: number;
   /** Per net: steps run, the step kept, and its held-out loss against the loss of the untrained head. */
-  nets: Array<{ steps: number; bestStep: number; heldOutLoss: number; initialHeldOutLoss: number }>;
+  nets: Array<{ steps: number; bestStep: number; heldOutLoss: number; initialHeldOutLoss: number; learned: boolean }>;
 };
 
 type SplitPart = Pick<CaptionSplit, "captions" | "images" | "imDiv" | "length">;
 
-/** Fits a head for `nets` on a sample of `split` (its training set, noisy or not). */
-export async function fitStageOneHead(nets: ParamStore[], split: SplitPart, options: Partial<HeadFitOptions> = {}): Promise<{ head: StageOneHead; fit: HeadFit }> {
+/** The share of the untrained head's and of uniform scores' held-out loss a net's head must reach to count as learned. */
+export const LEARNED_BELOW = 0.99;
+
+/** Fits a head for `nets` on a sample of `split` (its training set, noisy or not); null when no net's scores could be learned. */
+export async function fitStageOneHead(nets: ParamStore[], split: SplitPart, options: Partial<HeadFitOptions> = {}): Promise<{ head: StageOneHead | null; fit: HeadFit }> {
   const o = { ...HEAD_FIT_DEFAULTS, ...options };
   const nAll = Math.floor(split.length / split.imDiv);
   const n = Math.min(o.images, nAll);
@@ -87,7 +96,7 @@ export async function fitStageOneHead(nets: ParamStore[], split: SplitPart, opti
     heads.push(r.head);
     fit.nets.push(r.report);
   }
-  return { head: { dim: D, nets: heads }, fit };
+  return { head: fit.nets.some((r) => r.learned) ? { dim: D, nets: heads } : null, fit };
 }
 
 /** The sample's images and captions (image i's captions at i·per … i·per + per − 1) encoded by a net. */
@@ -184,7 +193,11 @@ async function fitOne(X: Float32Array, Y: Float32Array, teacher: Float32Array, n
     for (const t of [P, Q, scale]) t.dispose();
     tf.dispose([sets.fit.X, sets.fit.Y, sets.fit.i2t, sets.fit.t2i, sets.hold.X, sets.hold.Y, sets.hold.i2t, sets.hold.t2i]);
   }
+  // Uniform scores' loss: each row's targets sum to 1, so it is log(columns) per direction.
+  const uniform = Math.log(nC - fc) + Math.log(n - fitted);
+  const report = { steps: step, bestStep: best.step, heldOutLoss: best.loss, initialHeldOutLoss: initial, learned: best.loss < Math.min(initial, uniform) * LEARNED_BELOW };
+  if (!report.learned) return { head: { images: new Float32Array(F * D), captions: new Float32Array(F * D) }, report };
   // The learned scale folds into the image side: the scores are then the head's dot products.
   const images = Float32Array.from(best.weights.P, (x) => x * best.weights.scale);
-  return { head: { images, captions: Float32Array.from(best.weights.Q) }, report: { steps: step, bestStep: best.step, heldOutLoss: best.loss, initialHeldOutLoss: initial } };
+  return { head: { images, captions: Float32Array.from(best.weights.Q) }, report };
 }

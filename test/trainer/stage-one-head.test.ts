@@ -10,6 +10,7 @@ import { evaluateRecall } from "../../shared/eval/metrics";
 import { selectImages, sliceCaptions } from "../../shared/model/inference";
 import { galleryStageOne, type ModelPackage } from "../../shared/model/package";
 import { dequantize, distilledStage, type FirstStage, netTrangloScales, stageOneIndex, stageOneScores, trangloStage } from "../../shared/model/stage-one";
+import { ParamStore, paramSpecs } from "../../shared/model/params";
 import * as tf from "../../shared/model/tf";
 import { loadPackage } from "../../shared/retrieval/pc2-engine";
 import { twoStageScores } from "../../shared/retrieval/shortlist";
@@ -25,7 +26,7 @@ import { REPO_ROOT } from "../support";
 const FIT_IMAGES = 150;
 let pkg: ModelPackage;
 let train: CaptionSplit;
-let fitted: { head: StageOneHead; fit: HeadFit };
+let fitted: { head: StageOneHead | null; fit: HeadFit };
 
 /** The first FIT_IMAGES training images and their captions: what the head may see. */
 const fitPart = () => ({ captions: train.captions, images: train.images, imDiv: train.imDiv, length: FIT_IMAGES * train.imDiv });
@@ -43,8 +44,9 @@ describe("fitStageOneHead", () => {
   test("lowers every net's held-out loss and keeps the head of the best check", () => {
     expect(fitted.fit.images).toBe(FIT_IMAGES);
     expect(fitted.fit.heldOutImages).toBe(15);
-    expect(fitted.head.dim).toBe(pkg.config.embed_size);
+    expect(fitted.head!.dim).toBe(pkg.config.embed_size);
     for (const r of fitted.fit.nets) {
+      expect(r.learned).toBe(true);
       expect(r.heldOutLoss).toBeLessThan(r.initialHeldOutLoss);
       expect(r.bestStep).toBeGreaterThan(0);
       expect(r.bestStep).toBeLessThanOrEqual(r.steps);
@@ -56,9 +58,25 @@ describe("fitStageOneHead", () => {
     const a = await fitStageOneHead(pkg.nets, fitPart(), { images: 40, steps: 50 });
     expect(tf.memory().numTensors).toBe(before);
     const b = await fitStageOneHead(pkg.nets, fitPart(), { images: 40, steps: 50 });
-    expect(Array.from(a.head.nets[1].captions)).toEqual(Array.from(b.head.nets[1].captions));
+    expect(Array.from(a.head!.nets[1].captions)).toEqual(Array.from(b.head!.nets[1].captions));
     const c = await fitStageOneHead(pkg.nets, fitPart(), { images: 40, steps: 50, seed: 1 });
-    expect(Array.from(c.head.nets[1].captions)).not.toEqual(Array.from(a.head.nets[1].captions));
+    expect(Array.from(c.head!.nets[1].captions)).not.toEqual(Array.from(a.head!.nets[1].captions));
+  }, 60_000);
+
+  test("a net whose scores are constant (a collapsed net) cannot be learned: its projection is zero; with no other net there is no head", async () => {
+    const arrays = new Map(paramSpecs(pkg.config).map((s) => [s.name, { dtype: "float32" as const, shape: s.shape, data: Float32Array.from(pkg.nets[1].get(s.name).dataSync()) }]));
+    arrays.get("sim_enc.sim_eval_w.weight")!.data.fill(0); // every score sigmoid(bias)
+    const flat = ParamStore.fromArrays(pkg.config, arrays, "constant net");
+    try {
+      const both = await fitStageOneHead([pkg.nets[1], flat], fitPart(), { images: FIT_IMAGES });
+      expect(both.fit.nets.map((r) => r.learned)).toEqual([true, false]);
+      expect(both.head!.nets[1].images.every((x) => x === 0) && both.head!.nets[1].captions.every((x) => x === 0)).toBe(true);
+      expect(both.head!.nets[0].images.some((x) => x !== 0)).toBe(true);
+      const alone = await fitStageOneHead([flat], fitPart(), { images: 60 });
+      expect(alone.head).toBeNull();
+    } finally {
+      flat.dispose();
+    }
   }, 60_000);
 
   test("stops at the pause that throws (Ctrl-C) and leaves no tensor behind", async () => {
@@ -90,7 +108,7 @@ describe("fitStageOneHead", () => {
       return evaluateRecall(twoStageScores(full, first, nI, nC, k, "t2i"), nI, per).t2i.r10;
     };
     const tranglo = trangloStage(await Promise.all(pkg.nets.map(netTrangloScales)));
-    const distilled = distilledStage(fitted.head);
+    const distilled = distilledStage(fitted.head!);
     const [t, d] = [twoStageR10(tranglo, 32), twoStageR10(distilled, 32)];
     console.log(`held-out 100 images, text→image R@10: exhaustive ${exhaustive.toFixed(1)}, two-stage k′=32 tranglo ${t.toFixed(1)}, distilled ${d.toFixed(1)}`);
     expect(d).toBeGreaterThan(t + 20);
