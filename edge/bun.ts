@@ -32,6 +32,8 @@ const USAGE = `usage: bun run edge --model <dir> [--port 8787] [--host 127.0.0.1
   --host <addr>        address to bind (default 127.0.0.1)
   --workers <n>        engine workers, each with its own copy of the model (default ${DEFAULT_WORKERS};
                        0 computes on the server's thread, which then answers nothing else meanwhile)
+  --nets <A,B>         the package's nets to serve (default all): A alone takes half the memory
+                       and half the work of the ensemble; /v1/model lists the nets served
 
 limits (a request over one is refused, never queued without end):
   --max-work <cells>   most work one request may ask for, estimated before it runs
@@ -53,6 +55,7 @@ function parseCli(argv: string[]) {
     port: { type: "string", default: "8787" },
     host: { type: "string", default: "127.0.0.1" },
     workers: { type: "string", default: String(DEFAULT_WORKERS) },
+    nets: { type: "string" },
     "max-work": { type: "string", default: String(D.maxWork) },
     "max-pending": { type: "string", default: String(D.maxPending) },
     "max-evals": { type: "string", default: String(D.maxEvals) },
@@ -76,8 +79,15 @@ function parseCli(argv: string[]) {
     port: intFlag("port", values.port, 0, 65535),
     host: String(values.host),
     workers: intFlag("workers", values.workers, 0, 64),
+    nets: values.nets === undefined ? undefined : netsFlag(String(values.nets)),
     limits,
   };
+}
+
+function netsFlag(value: string): string[] {
+  const nets = value.split(",").map((n) => n.trim());
+  if (nets.some((n) => n === "") || new Set(nets).size !== nets.length) throw new CliError(`--nets: invalid value ${JSON.stringify(value)} (net names separated by commas, each once: A, B or A,B)`);
+  return nets;
 }
 
 function shortlistFlag(value: string, max: number): number | "all" {
@@ -88,13 +98,13 @@ function shortlistFlag(value: string, max: number): number | "all" {
 }
 
 /** The engine: a pool of workers, or one on this thread (`--workers 0`). */
-async function startEngine(model: string, workers: number): Promise<{ engine: RetrievalEngine; digest: string }> {
+async function startEngine(model: string, workers: number, nets?: string[]): Promise<{ engine: RetrievalEngine; digest: string }> {
   if (workers > 0) {
-    const pool = await EnginePool.start({ modelDir: model, workers });
+    const pool = await EnginePool.start({ modelDir: model, workers, nets });
     return { engine: pool, digest: pool.digest };
   }
   await initWasmBackend({ bytes: await tfjsWasmBytes(), bmm: loadNativeBmm() });
-  const engine = new Pc2Engine(await loadPackage(fileAssets(model), model));
+  const engine = new Pc2Engine(await loadPackage(fileAssets(model), model, { nets }));
   return { engine, digest: engine.pkg.json.digest };
 }
 
@@ -108,7 +118,7 @@ async function main(): Promise<number> {
   if (!info?.isDirectory()) throw new CliError(`--model: ${cli.model} is not a directory`);
   let started;
   try {
-    started = await startEngine(cli.model, cli.workers);
+    started = await startEngine(cli.model, cli.workers, cli.nets);
   } catch (error) {
     throw new CliError(`cannot load the model in ${cli.model}: ${(error as Error).message}`, false);
   }
@@ -118,7 +128,8 @@ async function main(): Promise<number> {
   const app = createApp({ engine: started.engine, limits: cli.limits, modelAssets: fileAssets(cli.model), browserAssets });
   const server = Bun.serve({ port: cli.port, hostname: cli.host, fetch: app.fetch });
   const engineText = cli.workers > 0 ? `${cli.workers} engine worker${cli.workers === 1 ? "" : "s"}` : "engine on the server thread";
-  const shortlistText = `default shortlist ${cli.limits.defaultShortlist}${firstStage ? ` (first stage: ${firstStage})` : ""}`;
+  const netsText = `nets ${started.engine.info().nets.join("+")}`;
+  const shortlistText = `${netsText}, default shortlist ${cli.limits.defaultShortlist}${firstStage ? ` (first stage: ${firstStage})` : ""}`;
   console.log(`edge: serving ${cli.model} (manifest digest ${started.digest}, ${engineText}, ${shortlistText}) on http://${server.hostname}:${server.port} (in the browser: /app)`);
   return 0;
 }

@@ -17,6 +17,8 @@ import type { EngineShape, EngineVerb, FromWorker, ToWorker } from "./engine-wor
 export interface EnginePoolOptions {
   /** Exported model directory, read by every worker. */
   modelDir: string;
+  /** The nets to serve (default: all of the package's). */
+  nets?: string[];
   /** Workers, each an engine computing one call at a time. */
   workers: number;
   /** Shard budget of each worker's similarity computations. */
@@ -222,6 +224,6 @@ function spawn(options: EnginePoolOptions): Promise<{ slot: Slot; shape: EngineS
       worker.terminate();
       reject(new Error(`engine worker failed to start: ${event.message}`));
     };
-    worker.postMessage({ type: "load", modelDir: options.modelDir, shard: options.shard ?? { budgetBytes: POOL_SHARD_BYTES } } satisfies ToWorker);
+    worker.postMessage({ type: "load", modelDir: options.modelDir, nets: options.nets, shard: options.shard ?? { budgetBytes: POOL_SHARD_BYTES } } satisfies ToWorker);
   });
 }

@@ -30,6 +30,8 @@ export interface WorkerEnv {
   ASSETS?: AssetsBinding;
   MODEL_BUCKET?: BucketBinding;
   MODEL_PREFIX?: string;
+  /** The package's nets to serve, comma-separated (default all): "A" serves net A alone, in half the memory. */
+  MODEL_NETS?: string;
 }
 
 /** Where this deployment's model files are: the bucket when bound, else the assets. */
@@ -52,7 +54,7 @@ export function createWorker(loader: EngineLoader, limits?: EdgeAppOptions["limi
         browserAssets: env.ASSETS ? workersAssets(env.ASSETS, BROWSER_ASSETS_PREFIX) : undefined,
         loadEngine: async () => {
           await initWasmBackend({ module: wasmModule, bmm: bmmModule });
-          return loader(modelAssets(env));
+          return loader(modelAssets(env), { nets: env.MODEL_NETS ? env.MODEL_NETS.split(",").map((n) => n.trim()) : undefined });
         },
       });
       return app.fetch(request, env, ctx);

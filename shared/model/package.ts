@@ -29,7 +29,7 @@ import { type VocabFile, VocabFileSchema } from "../formats/vocab";
 import { NLTK_SPEC, type TextSpec, TextSpecSchema, type TokenizerSpec } from "../text/text-tokenizer";
 import { REGIONS, type SgrafConfig, SgrafConfigSchema } from "./config";
 import type { EncodedCaptions, EncodedImages } from "./inference";
-import { ParamStore, paramSpecs } from "./params";
+import { ParamStore, trainingOnly } from "./params";
 import { type FirstStage, type StageOneHead, type StageOneVectors, distilledStage, netTrangloScales, quantizeVectors, trangloStage } from "./stage-one";
 import * as tf from "./tf";
 
@@ -265,8 +265,9 @@ function textSpec(input: PackageInput): TextSpec {
 export async function encodeModelPackage(input: PackageInput): Promise<Map<string, Uint8Array>> {
   const files = new Map<string, Uint8Array>();
   const weights: NamedArray[] = [];
+  // An inference model: the training-only parameters (PC2's pseudo-classification head) stay out.
   input.nets.forEach((net, i) => {
-    for (const spec of paramSpecs(input.config)) {
+    for (const spec of net.specs.filter((s) => !trainingOnly(s.name))) {
       weights.push({ name: `${input.netNames[i]}.${spec.name}`, shape: spec.shape, data: Float32Array.from(net.get(spec.name).dataSync()) });
     }
   });
@@ -365,8 +366,19 @@ export async function sha256Hex(bytes: Uint8Array): Promise<string> {
 // ---------------------------------------------------------------------------------------------
 // Decoding
 
-/** Parses and verifies model.json and the files it lists; builds the nets and the gallery. */
-export async function decodeModelPackage(modelJson: Uint8Array, read: (name: string) => Uint8Array | Promise<Uint8Array>, source: string): Promise<ModelPackage> {
+export interface DecodeOptions {
+  /**
+   * The nets to decode (default: all): a server may serve net A alone, for half the memory and
+   * half the work of the ensemble. The package's other nets are neither read into tensors nor kept.
+   */
+  nets?: readonly string[];
+}
+
+/**
+ * Parses and verifies model.json and the files it lists; builds the nets asked for (inference
+ * models: no training-only parameter is decoded) and the gallery.
+ */
+export async function decodeModelPackage(modelJson: Uint8Array, read: (name: string) => Uint8Array | Promise<Uint8Array>, source: string, options: DecodeOptions = {}): Promise<ModelPackage> {
   let raw: unknown;
   try {
     raw = JSON.parse(new TextDecoder().decode(modelJson));
@@ -396,7 +408,12 @@ export async function decodeModelPackage(modelJson: Uint8Array, read: (name: str
     cache.set(name, bytes);
     return bytes;
   };
-  const decodeGroups = async (groups: ModelJson["weightsManifest"]) => {
+  const asked = options.nets ? [...options.nets] : json.nets;
+  const unknown = asked.filter((n) => !(json.nets as string[]).includes(n));
+  if (unknown.length || asked.length === 0) throw new Error(`${where}: the model's nets are ${json.nets.join(", ")}; asked for ${asked.join(", ") || "none"}`);
+  const ofAsked = (name: string) => asked.find((n) => name.startsWith(`${n}.`));
+  /** Decodes the entries of `groups` that `want` names, one at a time (the others are skipped, not decoded). */
+  const decodeGroups = async (groups: ModelJson["weightsManifest"], want: (name: string) => boolean = () => true) => {
     const out = new Map<string, { shape: number[]; data: Float32Array }>();
     for (const g of groups) {
       const parts = await Promise.all(g.paths.map(file));
@@ -409,18 +426,30 @@ export async function decodeModelPackage(modelJson: Uint8Array, read: (name: str
       }
       const expected = g.weights.reduce((s, w) => s + w.shape.reduce((a, d) => a * d, 1) * bytesPer(w), 0);
       if (expected !== total) throw new FormatError(source, `weight group ${g.paths.join(",")} holds ${total} bytes, its manifest describes ${expected}`);
-      const named = tf.io.decodeWeights(buf.buffer, g.weights as tf.io.WeightsManifestEntry[]);
-      for (const [name, t] of Object.entries(named)) {
-        out.set(name, { shape: t.shape, data: Float32Array.from(t.dataSync()) });
-        t.dispose();
+      let offset = 0;
+      for (const w of g.weights) {
+        const size = w.shape.reduce((a, d) => a * d, 1) * bytesPer(w);
+        if (want(w.name)) {
+          const named = tf.io.decodeWeights(buf.slice(offset, offset + size).buffer, [w as tf.io.WeightsManifestEntry]);
+          for (const [name, t] of Object.entries(named)) {
+            out.set(name, { shape: t.shape, data: Float32Array.from(t.dataSync()) });
+            t.dispose();
+          }
+        }
+        offset += size;
       }
     }
     return out;
   };
-  const weights = await decodeGroups(json.weightsManifest);
+  const weights = await decodeGroups(json.weightsManifest, (name) => {
+    const n = ofAsked(name);
+    return n !== undefined && !trainingOnly(name.slice(n.length + 1));
+  });
   const arrays = new Map([...weights].map(([k, a]) => [k, { dtype: "float32" as const, shape: a.shape, data: a.data }]));
+  weights.clear();
   // A package is an inference model: its weights never change, so their transposes are kept.
-  const nets = json.nets.map((n) => ParamStore.fromArrays(json.config, arrays, `${source}/${MODEL_JSON}`, `${n}.`).freeze());
+  const nets = asked.map((n) => ParamStore.fromArrays(json.config, arrays, `${source}/${MODEL_JSON}`, `${n}.`, true).freeze());
+  arrays.clear();
   let vocab: VocabFile | null = null;
   if (json.text.kind === "words") {
     const vr = v.safeParse(VocabFileSchema, JSON.parse(new TextDecoder().decode(await file(json.text.vocab ?? "vocab.json"))));
@@ -432,7 +461,7 @@ export async function decodeModelPackage(modelJson: Uint8Array, read: (name: str
   let stageOneHead: StageOneHead | null = null;
   if (json.stageOneHead) {
     const h = json.stageOneHead;
-    const ha = await decodeGroups(h.manifest);
+    const ha = await decodeGroups(h.manifest, (name) => ofAsked(name) !== undefined);
     const F = 2 * json.config.embed_size;
     const part = (name: string) => {
       const a = ha.get(name);
@@ -440,12 +469,12 @@ export async function decodeModelPackage(modelJson: Uint8Array, read: (name: str
       if (a.shape.join() !== [F, h.dim].join()) throw new FormatError(where, `head tensor ${name} has shape [${a.shape}], not [${F},${h.dim}]`);
       return a.data;
     };
-    stageOneHead = { dim: h.dim, nets: json.nets.map((n) => ({ images: part(`${n}.stage1_head.images`), captions: part(`${n}.stage1_head.captions`) })) };
+    stageOneHead = { dim: h.dim, nets: asked.map((n) => ({ images: part(`${n}.stage1_head.images`), captions: part(`${n}.stage1_head.captions`) })) };
   }
   let gallery: Gallery | null = null;
   if (json.gallery) {
     const g = json.gallery;
-    const ga = await decodeGroups(g.manifest);
+    const ga = await decodeGroups(g.manifest, (name) => ofAsked(name) !== undefined);
     const texts = v.parse(GalleryTextsSchema, JSON.parse(new TextDecoder().decode(await file(g.texts))));
     if (texts.tokens.length !== g.captions) throw new FormatError(`${source}/${g.texts}`, `${texts.tokens.length} captions, model.json says ${g.captions}`);
     const E = json.config.embed_size;
@@ -463,14 +492,14 @@ export async function decodeModelPackage(modelJson: Uint8Array, read: (name: str
     gallery = {
       split: g.split,
       perCaptions: g.perCaptions,
-      images: json.nets.map((n) => ({ count: g.images, embed: E, emb: need(`${n}.images.emb`, [g.images, REGIONS, E]), glo: need(`${n}.images.glo`, [g.images, E]) })),
-      captions: json.nets.map((n) => ({ count: g.captions, embed: E, lengths, offsets, emb: need(`${n}.captions.emb`, [words, E]), glo: need(`${n}.captions.glo`, [g.captions, E]) })),
+      images: asked.map((n) => ({ count: g.images, embed: E, emb: need(`${n}.images.emb`, [g.images, REGIONS, E]), glo: need(`${n}.images.glo`, [g.images, E]) })),
+      captions: asked.map((n) => ({ count: g.captions, embed: E, lengths, offsets, emb: need(`${n}.captions.emb`, [words, E]), glo: need(`${n}.captions.glo`, [g.captions, E]) })),
       texts: texts.captions,
       tokens: texts.tokens,
-      stageOne: decodeStageOne(ga, json.nets, g.images, g.captions, stageOneHead ? stageOneHead.dim : E, where),
+      stageOne: decodeStageOne(ga, asked, g.images, g.captions, stageOneHead ? stageOneHead.dim : E, where),
     };
   }
-  return { json, config: json.config, netNames: json.nets, nets, dtype: json.dtype, sha256: await sha256Hex(modelJson), vocab, textFiles, gallery, runConfig: json.runConfig, stageOneHead };
+  return { json, config: json.config, netNames: asked, nets, dtype: json.dtype, sha256: await sha256Hex(modelJson), vocab, textFiles, gallery, runConfig: json.runConfig, stageOneHead };
 }
 
 /** The gallery's first-stage vectors, or undefined for a gallery exported before them. */

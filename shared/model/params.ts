@@ -104,6 +104,19 @@ export function paramSpecs(cfg: SgrafConfig): ParamSpec[] {
   return specs;
 }
 
+/**
+ * Parameters only training uses: PC2's pseudo-classification head (img_pro_head). Retrieval never
+ * reads it; at the paper's size it is 37.7 MB of a net's 110 MB float32.
+ */
+export function trainingOnly(name: string): boolean {
+  return name.startsWith("img_pro_head.");
+}
+
+/** The parameters retrieval reads (an inference model's): every one but the training-only. */
+export function inferenceSpecs(cfg: SgrafConfig): ParamSpec[] {
+  return paramSpecs(cfg).filter((s) => !trainingOnly(s.name));
+}
+
 function initValues(spec: ParamSpec, rng: Random): Float32Array {
   const n = numel(spec.shape);
   const init = spec.init;
@@ -127,8 +140,10 @@ export class ParamStore {
   constructor(
     readonly config: SgrafConfig,
     values: (spec: ParamSpec) => Float32Array,
+    /** An inference model: without the training-only parameters (inferenceSpecs). */
+    readonly inference = false,
   ) {
-    this.specs = paramSpecs(config);
+    this.specs = inference ? inferenceSpecs(config) : paramSpecs(config);
     for (const s of this.specs) {
       const t = tf.tensor(values(s), s.shape, "float32");
       if (s.buffer) this.buffers.set(s.name, t);
@@ -146,16 +161,17 @@ export class ParamStore {
 
   /**
    * Parameters from named arrays (a safetensors file): every expected name must be present with its
-   * shape; `num_batches_tracked` may be a scalar or `[1]`; extra names are an error.
+   * shape; `num_batches_tracked` may be a scalar or `[1]`; extra names are an error. An inference
+   * store (`inference`) expects no training-only parameter and ignores those present.
    */
-  static fromArrays(config: SgrafConfig, arrays: Map<string, NdArray>, source: string, prefix = ""): ParamStore {
-    const specs = paramSpecs(config);
+  static fromArrays(config: SgrafConfig, arrays: Map<string, NdArray>, source: string, prefix = "", inference = false): ParamStore {
+    const specs = inference ? inferenceSpecs(config) : paramSpecs(config);
     const expected = new Set(specs.map((s) => prefix + s.name));
     // num_batches_tracked only counts steps (momentum is fixed at 0.1): absent, it starts at 0.
     const optional = (s: ParamSpec) => s.name.endsWith("num_batches_tracked");
     const missing = specs.filter((s) => !arrays.has(prefix + s.name) && !optional(s)).map((s) => prefix + s.name);
     if (missing.length) throw new FormatError(source, `missing parameters: ${missing.slice(0, 8).join(", ")}${missing.length > 8 ? ` and ${missing.length - 8} more` : ""}`);
-    const extra = [...arrays.keys()].filter((k) => k.startsWith(prefix) && !expected.has(k));
+    const extra = [...arrays.keys()].filter((k) => k.startsWith(prefix) && !expected.has(k) && !(inference && trainingOnly(k.slice(prefix.length))));
     if (extra.length) throw new FormatError(source, `unexpected parameters for this configuration: ${extra.slice(0, 8).join(", ")}`);
     for (const s of specs) {
       const a = arrays.get(prefix + s.name);
@@ -163,11 +179,15 @@ export class ParamStore {
       const okShape = s.name.endsWith("num_batches_tracked") ? numel(a.shape) === 1 : a.shape.length === s.shape.length && a.shape.every((d, i) => d === s.shape[i]);
       if (!okShape) throw new FormatError(source, `parameter ${prefix + s.name} has shape [${a.shape}], expected [${s.shape}]`);
     }
-    return new ParamStore(config, (s) => {
-      const a = arrays.get(prefix + s.name);
-      if (!a) return new Float32Array(1);
-      return a.data instanceof Float32Array ? a.data : Float32Array.from(a.data as ArrayLike<number>, Number);
-    });
+    return new ParamStore(
+      config,
+      (s) => {
+        const a = arrays.get(prefix + s.name);
+        if (!a) return new Float32Array(1);
+        return a.data instanceof Float32Array ? a.data : Float32Array.from(a.data as ArrayLike<number>, Number);
+      },
+      inference,
+    );
   }
 
   /** A parameter or buffer tensor by official name. */

@@ -16,7 +16,7 @@
 import { evaluateRecall, rsum } from "../eval/metrics";
 import { REGIONS } from "../model/config";
 import { type EncodedCaptions, type EncodedImages, concatImages, encodeCaptionsAsync, encodeImagesAsync, ensembleSimilarityAsync, ensemblePairedSimilarityAsync, selectCaptions, selectImages, type ShardOptions, sliceCaptions } from "../model/inference";
-import { type ModelPackage, decodeModelPackage, galleryStageOne, MODEL_JSON, packageFirstStage } from "../model/package";
+import { type DecodeOptions, type ModelPackage, decodeModelPackage, galleryStageOne, MODEL_JSON, packageFirstStage } from "../model/package";
 import { dequantize, type FirstStage, firstItems, type StageOneIndex, stageOneIndex, stageOneScores } from "../model/stage-one";
 import type { TextTokenizerOptions } from "../text/text-tokenizer";
 import type { AssetSource } from "./assets.ts";
@@ -258,8 +258,8 @@ async function sequential<T, R>(items: readonly T[], run: (item: T) => Promise<R
   return out;
 }
 
-/** Reads an exported model directory through any AssetSource. */
-export async function loadPackage(assets: AssetSource, source = "model"): Promise<ModelPackage> {
+/** Reads an exported model directory through any AssetSource (only the nets `options.nets` names, when given). */
+export async function loadPackage(assets: AssetSource, source = "model", options: DecodeOptions = {}): Promise<ModelPackage> {
   const json = await assets.get(MODEL_JSON);
   if (json === null) throw new Error(`the model has no ${MODEL_JSON}; is this a model directory?`);
   return decodeModelPackage(
@@ -270,7 +270,8 @@ export async function loadPackage(assets: AssetSource, source = "model"): Promis
       return b;
     },
     source,
+    options,
   );
 }
 
-export const loadPc2Engine: EngineLoader = async (assets) => new Pc2Engine(await loadPackage(assets));
+export const loadPc2Engine: EngineLoader = async (assets, options) => new Pc2Engine(await loadPackage(assets, "model", options));
