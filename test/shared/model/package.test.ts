@@ -165,3 +165,29 @@ describe("a distilled first stage's head in the package", () => {
     await expect(decode(withHead, new TextEncoder().encode(JSON.stringify(j)))).rejects.toThrow("head tensor A.stage1_head.captions has shape [32,5], not [32,7]");
   });
 });
+
+describe("decoding the nets asked for", () => {
+  test("B alone: its weights, gallery side, first-stage vectors and head; the same search as B's own", async () => {
+    const rng = new Random(8);
+    const D = 4;
+    const head: StageOneHead = { dim: D, nets: [0, 1].map(() => ({ images: rng.uniformArray(2 * config.embed_size * D, -1, 1), captions: rng.uniformArray(2 * config.embed_size * D, -1, 1) })) };
+    const f = await encodeModelPackage({ config, netNames: ["A", "B"], nets, dtype: "float32", vocab: null, gallery, stageOneHead: { head } });
+    const b = await decodeModelPackage(f.get(MODEL_JSON)!, (n) => f.get(n)!, "pkg", { nets: ["B"] });
+    expect(b.netNames).toEqual(["B"]);
+    expect([b.nets.length, b.gallery!.images.length, b.gallery!.captions.length, b.gallery!.stageOne!.images.length, b.stageOneHead!.nets.length]).toEqual([1, 1, 1, 1, 1]);
+    expect(Array.from(b.stageOneHead!.nets[0].captions)).toEqual(Array.from(head.nets[1].captions));
+    expect(Array.from(b.gallery!.images[0].glo)).toEqual(Array.from(gallery.images[1].glo));
+    const w = "txt_enc.cap_rnn.weight_hh_l0";
+    expect(Array.from(b.nets[0].get(w).dataSync())).toEqual(Array.from(nets[1].get(w).dataSync()));
+    // An inference model: no training-only parameter is built.
+    expect(b.nets[0].specs.some((s) => s.name.startsWith("img_pro_head."))).toBe(false);
+    expect(b.nets[0].specs.length).toBe(nets[1].specs.length - 4);
+    const engine = new Pc2Engine(b);
+    expect(engine.info().nets).toEqual(["B"]);
+    engine.dispose();
+  });
+
+  test("a net the package lacks is refused, naming the nets it has", async () => {
+    await expect(decodeModelPackage(files.get(MODEL_JSON)!, (n) => files.get(n)!, "pkg", { nets: ["C"] })).rejects.toThrow("pkg/model.json: the model's nets are A, B; asked for C");
+  });
+});
