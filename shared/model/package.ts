@@ -24,14 +24,13 @@
  * Runtime-free: files come in through `read(name)`; hashing uses Web Crypto.
  */
 import * as v from "valibot";
-import { FormatError, floatToHalf as toHalf } from "../formats/ndarray";
+import { FormatError, floatToHalf as toHalf, halfToFloat } from "../formats/ndarray";
 import { type VocabFile, VocabFileSchema } from "../formats/vocab";
 import { NLTK_SPEC, type TextSpec, TextSpecSchema, type TokenizerSpec } from "../text/text-tokenizer";
 import { REGIONS, type SgrafConfig, SgrafConfigSchema } from "./config";
 import type { EncodedCaptions, EncodedImages } from "./inference";
 import { ParamStore, trainingOnly } from "./params";
 import { type FirstStage, type StageOneHead, type StageOneVectors, distilledStage, netTrangloScales, quantizeVectors, trangloStage } from "./stage-one";
-import * as tf from "./tf";
 
 export const MODEL_JSON = "model.json";
 export const PACKAGE_FORMAT = "pc2-tfjs-model";
@@ -412,9 +411,14 @@ export async function decodeModelPackage(modelJson: Uint8Array, read: (name: str
   const unknown = asked.filter((n) => !(json.nets as string[]).includes(n));
   if (unknown.length || asked.length === 0) throw new Error(`${where}: the model's nets are ${json.nets.join(", ")}; asked for ${asked.join(", ") || "none"}`);
   const ofAsked = (name: string) => asked.find((n) => name.startsWith(`${n}.`));
-  /** Decodes the entries of `groups` that `want` names, one at a time (the others are skipped, not decoded). */
+  /**
+   * The entries of `groups` that `want` names, each decoded when its `data` is read (every read
+   * decodes anew): a net's weights are built one tensor at a time, so that the float32 copies of
+   * all of them never exist at once beside the tensors (a paper-size net's are 72 MB). The others
+   * are skipped, never decoded.
+   */
   const decodeGroups = async (groups: ModelJson["weightsManifest"], want: (name: string) => boolean = () => true) => {
-    const out = new Map<string, { shape: number[]; data: Float32Array }>();
+    const out = new Map<string, { shape: number[]; readonly data: Float32Array }>();
     for (const g of groups) {
       const parts = await Promise.all(g.paths.map(file));
       const total = parts.reduce((s, p) => s + p.length, 0);
@@ -430,11 +434,13 @@ export async function decodeModelPackage(modelJson: Uint8Array, read: (name: str
       for (const w of g.weights) {
         const size = w.shape.reduce((a, d) => a * d, 1) * bytesPer(w);
         if (want(w.name)) {
-          const named = tf.io.decodeWeights(buf.slice(offset, offset + size).buffer, [w as tf.io.WeightsManifestEntry]);
-          for (const [name, t] of Object.entries(named)) {
-            out.set(name, { shape: t.shape, data: Float32Array.from(t.dataSync()) });
-            t.dispose();
-          }
+          const at = offset;
+          out.set(w.name, {
+            shape: w.shape,
+            get data() {
+              return decodeEntry(buf.subarray(at, at + size), w);
+            },
+          });
         }
         offset += size;
       }
@@ -445,11 +451,11 @@ export async function decodeModelPackage(modelJson: Uint8Array, read: (name: str
     const n = ofAsked(name);
     return n !== undefined && !trainingOnly(name.slice(n.length + 1));
   });
-  const arrays = new Map([...weights].map(([k, a]) => [k, { dtype: "float32" as const, shape: a.shape, data: a.data }]));
-  weights.clear();
+  const arrays = new Map([...weights].map(([k, a]) => [k, { dtype: "float32" as const, shape: a.shape, get data() { return a.data; } }]));
   // A package is an inference model: its weights never change, so their transposes are kept.
   const nets = asked.map((n) => ParamStore.fromArrays(json.config, arrays, `${source}/${MODEL_JSON}`, `${n}.`, true).freeze());
   arrays.clear();
+  weights.clear();
   let vocab: VocabFile | null = null;
   if (json.text.kind === "words") {
     const vr = v.safeParse(VocabFileSchema, JSON.parse(new TextDecoder().decode(await file(json.text.vocab ?? "vocab.json"))));
@@ -517,6 +523,28 @@ function decodeStageOne(ga: Map<string, { shape: number[]; data: Float32Array }>
     return { count, dim, values: Int8Array.from(values.data), scales: scales.data };
   };
   return { images: nets.map((n) => side(n, "images", images)), captions: nets.map((n) => side(n, "captions", captions)) };
+}
+
+/**
+ * One stored entry as float32 values: what tf.io.decodeWeights gives (q × scale + min for uint8
+ * and uint16, IEEE half for float16), without the tensor it builds and the copies it takes.
+ */
+export function decodeEntry(bytes: Uint8Array, w: v.InferOutput<typeof EntrySchema>): Float32Array {
+  const n = w.shape.reduce((a, d) => a * d, 1);
+  const q = w.quantization;
+  const copy = bytes.slice(); // aligned, and owned by the result
+  if (!q) return w.dtype === "int32" ? Float32Array.from(new Int32Array(copy.buffer, 0, n)) : new Float32Array(copy.buffer, 0, n);
+  const out = new Float32Array(n);
+  if (q.dtype === "float16") {
+    const h = new Uint16Array(copy.buffer, 0, n);
+    for (let i = 0; i < n; i++) out[i] = halfToFloat(h[i]);
+    return out;
+  }
+  const values = q.dtype === "uint8" ? copy : new Uint16Array(copy.buffer, 0, n);
+  const scale = q.scale ?? 1;
+  const min = q.min ?? 0;
+  for (let i = 0; i < n; i++) out[i] = values[i] * scale + min;
+  return out;
 }
 
 function bytesPer(w: v.InferOutput<typeof EntrySchema>): number {

@@ -184,7 +184,8 @@ export class ParamStore {
       (s) => {
         const a = arrays.get(prefix + s.name);
         if (!a) return new Float32Array(1);
-        return a.data instanceof Float32Array ? a.data : Float32Array.from(a.data as ArrayLike<number>, Number);
+        const data = a.data; // read once: a package's arrays decode on each read
+        return data instanceof Float32Array ? data : Float32Array.from(data as ArrayLike<number>, Number);
       },
       inference,
     );

@@ -7,7 +7,9 @@
 import { beforeAll, describe, expect, test } from "bun:test";
 import { REGIONS, sgrafConfig } from "../../../shared/model/config";
 import { type EncodedCaptions, type EncodedImages, encodeCaptionsAsync } from "../../../shared/model/inference";
-import { type Gallery, MODEL_JSON, decodeModelPackage, encodeModelPackage, galleryStageOne, manifestDigest, sha256Hex } from "../../../shared/model/package";
+import { type Gallery, MODEL_JSON, decodeEntry, decodeModelPackage, encodeModelPackage, galleryStageOne, manifestDigest, sha256Hex } from "../../../shared/model/package";
+import { floatToHalf } from "../../../shared/formats/ndarray";
+import * as tf from "../../../shared/model/tf";
 import { ParamStore } from "../../../shared/model/params";
 import { distilledStage, quantizeVectors, type StageOneHead, stageOneIndex, stageOneScores, TRANGLO_WEIGHT, trangloScales, trangloStage } from "../../../shared/model/stage-one";
 import { Random } from "../../../shared/random";
@@ -189,5 +191,40 @@ describe("decoding the nets asked for", () => {
 
   test("a net the package lacks is refused, naming the nets it has", async () => {
     await expect(decodeModelPackage(files.get(MODEL_JSON)!, (n) => files.get(n)!, "pkg", { nets: ["C"] })).rejects.toThrow("pkg/model.json: the model's nets are A, B; asked for C");
+  });
+});
+
+describe("decodeEntry", () => {
+  test("gives exactly what tf.io.decodeWeights gives, for every stored type", async () => {
+    await initBackend("cpu");
+    const rng = new Random(4);
+    const values = rng.uniformArray(5000, -3, 3);
+    values.set([0, -0, 65504, 1e-7, -2.5e-8, 3.0517578125e-5], 0); // half: max, subnormals, smallest normal
+    // Tensors of 4,096 values or more are the ones stored quantized: a net with some.
+    const big = sgrafConfig({ img_dim: 64, embed_size: 64, word_dim: 64, sim_dim: 8, proj_dim: 8, vocab_size: 100 });
+    const net = ParamStore.init(big, rng);
+    for (const dtype of ["float32", "float16", "uint16", "uint8"] as const) {
+      const files = await encodeModelPackage({ config: big, netNames: ["A"], nets: [net], dtype, vocab: null });
+      const j = JSON.parse(new TextDecoder().decode(files.get(MODEL_JSON)!));
+      const group = j.weightsManifest[0];
+      const buf = files.get(group.paths[0])!;
+      const want = tf.io.decodeWeights(buf.slice().buffer, group.weights);
+      let offset = 0;
+      for (const w of group.weights) {
+        const size = w.shape.reduce((a: number, d: number) => a * d, 1) * (w.quantization?.dtype === "uint8" ? 1 : w.quantization ? 2 : 4);
+        const got = decodeEntry(buf.subarray(offset, offset + size), w);
+        expect(Array.from(got)).toEqual(Array.from(want[w.name].dataSync()));
+        offset += size;
+      }
+      if (dtype !== "float32") expect(group.weights.filter((w: { quantization?: { dtype: string } }) => w.quantization?.dtype === dtype).length).toBeGreaterThan(3);
+      tf.dispose(Object.values(want));
+    }
+    net.dispose();
+    // A float16 entry of chosen values, subnormals included.
+    const half = Uint16Array.from(values.subarray(0, 6), floatToHalf);
+    const entry = { name: "x", shape: [6], dtype: "float32" as const, quantization: { dtype: "float16" as const } };
+    const t = tf.io.decodeWeights(half.slice().buffer, [entry]).x;
+    expect(Array.from(decodeEntry(new Uint8Array(half.buffer), entry))).toEqual(Array.from(t.dataSync()));
+    t.dispose();
   });
 });
