@@ -49,7 +49,8 @@ async function handle(req: PoolRequest, id: number): Promise<{ result: unknown; 
     }
     case "sims": {
       const split = splits.get(req.key)!;
-      const p = ParamStore.fromArrays(req.model, req.net, "eval pool");
+      // Similarities need no training-only parameter (an exported model has none).
+      const p = ParamStore.fromArrays(req.model, req.net, "eval pool", "", true);
       try {
         const enc = await encodeSplit(p, split, { batchSize: req.batchSize });
         const out: Float32Array[] = [];

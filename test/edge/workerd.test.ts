@@ -211,7 +211,7 @@ describe("edge/worker.ts in workerd serving an exported model", () => {
     expect(r.status).toBe(200);
     expect(r.body.config).toEqual(reference.config);
     expect(r.body.config).toMatchObject({ ...DIMS, vocab_size: 18 });
-    expect(r.body.gallery).toEqual({ images: GALLERY.images, captions: GALLERY.images * GALLERY.perCaptions, perCaptions: GALLERY.perCaptions, words: expect.any(Number) });
+    expect(r.body.gallery).toEqual({ images: GALLERY.images, captions: GALLERY.images * GALLERY.perCaptions, perCaptions: GALLERY.perCaptions, words: expect.any(Number), firstStage: "tranglo" });
     expect([r.body.nets, r.body.dtype, r.body.regions, r.body.imgDim]).toEqual([["A", "B"], "uint8", 36, DIMS.img_dim]);
     expect((await json(worker, "/health")).body.engine).toBe("loaded");
   });

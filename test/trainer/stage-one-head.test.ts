@@ -10,7 +10,7 @@ import { evaluateRecall } from "../../shared/eval/metrics";
 import { selectImages, sliceCaptions } from "../../shared/model/inference";
 import { galleryStageOne, type ModelPackage } from "../../shared/model/package";
 import { dequantize, distilledStage, type FirstStage, netTrangloScales, stageOneIndex, stageOneScores, trangloStage } from "../../shared/model/stage-one";
-import { ParamStore, paramSpecs } from "../../shared/model/params";
+import { ParamStore } from "../../shared/model/params";
 import * as tf from "../../shared/model/tf";
 import { loadPackage } from "../../shared/retrieval/pc2-engine";
 import { twoStageScores } from "../../shared/retrieval/shortlist";
@@ -64,9 +64,9 @@ describe("fitStageOneHead", () => {
   }, 60_000);
 
   test("a net whose scores are constant (a collapsed net) cannot be learned: its projection is zero; with no other net there is no head", async () => {
-    const arrays = new Map(paramSpecs(pkg.config).map((s) => [s.name, { dtype: "float32" as const, shape: s.shape, data: Float32Array.from(pkg.nets[1].get(s.name).dataSync()) }]));
+    const arrays = new Map(pkg.nets[1].specs.map((s) => [s.name, { dtype: "float32" as const, shape: s.shape, data: Float32Array.from(pkg.nets[1].get(s.name).dataSync()) }]));
     arrays.get("sim_enc.sim_eval_w.weight")!.data.fill(0); // every score sigmoid(bias)
-    const flat = ParamStore.fromArrays(pkg.config, arrays, "constant net");
+    const flat = ParamStore.fromArrays(pkg.config, arrays, "constant net", "", true);
     try {
       const both = await fitStageOneHead([pkg.nets[1], flat], fitPart(), { images: FIT_IMAGES });
       expect(both.fit.nets.map((r) => r.learned)).toEqual([true, false]);
