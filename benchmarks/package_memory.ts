@@ -2,8 +2,9 @@
  * The memory of a paper-size model loaded for serving (issue 13, "a Worker that fits"): a random
  * paper-size package (img 2048, embed 1024, word 300, sim 256, vocabulary 8,481, uint8 weights, no
  * gallery) written once, then loaded in a fresh process per configuration (all nets or net A
- * alone), reporting the peak RSS of the load, the RSS after it, the wasm heap of the tfjs backend
- * (where the weights live) and the JS objects' heap.
+ * alone, with or without the kept transposes), reporting the wasm heap of the tfjs backend (where
+ * the weights live) after the load and after a query's work (a caption encoded and scored against
+ * 128 images per net, under a 16 MB shard budget), and the process's peak and current RSS.
  *
  *   bun benchmarks/package_memory.ts [--dir /tmp/pc2-paper-package]
  * A Worker isolate has 128 MB for its JS heap and its wasm memory together; workerd does not
@@ -27,17 +28,39 @@ if (args.child) {
   const { loadPackage } = await import("../shared/retrieval/pc2-engine");
   const tf = await import("../shared/model/tf");
   await initBackend("wasm");
-  const nets = args.child === "all" ? undefined : args.child.split(",");
+  const [which, keep] = args.child.split(":");
+  const nets = which === "all" ? undefined : which.split(",");
   const t0 = performance.now();
-  const pkg = await loadPackage(fileAssets(dir), dir, { nets });
+  const pkg = await loadPackage(fileAssets(dir), dir, { nets, keepTransposes: keep !== "lean" });
   const seconds = (performance.now() - t0) / 1000;
   Bun.gc(true);
+  const { encodeCaptionsAsync, ensembleSimilarityAsync } = await import("../shared/model/inference");
+  type Encoded = import("../shared/model/inference").EncodedImages;
+  type Captions = import("../shared/model/inference").EncodedCaptions;
+  const loadedWasm = ((tf.backend() as unknown as { wasm?: { HEAPU8?: Uint8Array } }).wasm?.HEAPU8?.byteLength ?? 0) / 2 ** 20;
+  // A query's work: one 12-word caption encoded and scored against 128 gallery images (a k′ = 128
+  // shortlist; their encodings, random here, come from the gallery), per net.
+  const rng = new (await import("../shared/random")).Random(1);
+  const E = pkg.config.embed_size;
+  const tokens = Int32Array.from({ length: 12 }, (_, i) => 1 + ((i * 37) % (pkg.config.vocab_size - 1)));
+  const q0 = performance.now();
+  const caps: Captions[] = [];
+  const imgs: Encoded[] = [];
+  for (const p of pkg.nets) {
+    caps.push(await encodeCaptionsAsync(p, tokens, Int32Array.from([12])));
+    imgs.push({ count: 128, embed: E, emb: rng.uniformArray(128 * 36 * E, -0.05, 0.05), glo: rng.uniformArray(128 * E, -0.05, 0.05) });
+  }
+  await ensembleSimilarityAsync(pkg.nets, (n) => imgs[n], (n) => caps[n], { budgetBytes: 16 * 2 ** 20 });
+  const querySeconds = (performance.now() - q0) / 1000;
   const backend = tf.backend() as unknown as { wasm?: { HEAPU8?: Uint8Array } };
   const status = (key: string) => Number(/\d+/.exec(require("node:fs").readFileSync("/proc/self/status", "utf8").split("\n").find((l: string) => l.startsWith(key)) ?? "0")![0]) / 1024;
   console.log(
     JSON.stringify({
       nets: pkg.netNames,
+      keepTransposes: keep !== "lean",
       seconds,
+      querySeconds,
+      loadedWasmMB: loadedWasm,
       // VmHWM, not getrusage's maxRSS, which a spawned child inherits from its parent.
       peakRssMB: status("VmHWM:"),
       rssMB: status("VmRSS:"),
@@ -61,12 +84,12 @@ if (!existsSync(join(dir, "model.json"))) {
   console.log(`wrote a paper-size package to ${dir}: ${[...files.values()].reduce((s, b) => s + b.length, 0) / 1e6} MB`);
 }
 
-for (const nets of ["A", "all"]) {
+for (const nets of ["A", "A:lean", "all"]) {
   const p = Bun.spawn([process.execPath, import.meta.path, "--dir", dir, "--child", nets], { stdout: "pipe", stderr: "inherit" });
   const out = await new Response(p.stdout).text();
   await p.exited;
   const r = JSON.parse(out.trim().split("\n").at(-1)!);
   console.log(
-    `nets ${r.nets.join("+")}: load ${r.seconds.toFixed(1)} s; peak RSS ${r.peakRssMB.toFixed(0)} MB, RSS after ${r.rssMB.toFixed(0)} MB; wasm heap ${r.wasmHeapMB.toFixed(0)} MB (tensors ${r.tensorMB.toFixed(0)} MB); JS heap ${r.jsHeapMB.toFixed(0)} MB`,
+    `nets ${r.nets.join("+")}${r.keepTransposes ? "" : ", no kept transposes"}: load ${r.seconds.toFixed(1)} s, wasm heap ${r.loadedWasmMB.toFixed(0)} MB; after a query's work (${r.querySeconds.toFixed(2)} s): wasm heap ${r.wasmHeapMB.toFixed(0)} MB (tensors ${r.tensorMB.toFixed(0)} MB), peak RSS ${r.peakRssMB.toFixed(0)} MB, RSS ${r.rssMB.toFixed(0)} MB`,
   );
 }

@@ -371,6 +371,12 @@ export interface DecodeOptions {
    * half the work of the ensemble. The package's other nets are neither read into tensors nor kept.
    */
   nets?: readonly string[];
+  /**
+   * Keep each weight's transpose once made (ParamStore.freeze; default true): a paper-size query
+   * encodes 1.5× faster, but every linear weight used transposed is then held twice. A server short
+   * of memory (a Worker's 128 MB) passes false.
+   */
+  keepTransposes?: boolean;
 }
 
 /**
@@ -452,8 +458,11 @@ export async function decodeModelPackage(modelJson: Uint8Array, read: (name: str
     return n !== undefined && !trainingOnly(name.slice(n.length + 1));
   });
   const arrays = new Map([...weights].map(([k, a]) => [k, { dtype: "float32" as const, shape: a.shape, get data() { return a.data; } }]));
-  // A package is an inference model: its weights never change, so their transposes are kept.
-  const nets = asked.map((n) => ParamStore.fromArrays(json.config, arrays, `${source}/${MODEL_JSON}`, `${n}.`, true).freeze());
+  // A package is an inference model: its weights never change, so their transposes may be kept.
+  const nets = asked.map((n) => {
+    const p = ParamStore.fromArrays(json.config, arrays, `${source}/${MODEL_JSON}`, `${n}.`, true);
+    return options.keepTransposes === false ? p : p.freeze();
+  });
   arrays.clear();
   weights.clear();
   let vocab: VocabFile | null = null;
