@@ -18,7 +18,7 @@ import { describeRoute, openAPIRouteHandler, resolver, validator } from "hono-op
 import { toJsonSchema } from "@valibot/to-json-schema";
 import type * as v from "valibot";
 import type { AssetSource } from "../shared/retrieval/assets.ts";
-import { EngineInputError, EngineUnsupportedError, type ImageQuery, type RetrievalEngine, type SearchResult, type TextQuery } from "../shared/retrieval/engine.ts";
+import { EngineInputError, EngineStorageError, EngineUnsupportedError, type ImageQuery, type RetrievalEngine, type SearchResult, type TextQuery } from "../shared/retrieval/engine.ts";
 import { namesNoShortlist, type Shortlist } from "../shared/retrieval/shortlist.ts";
 import { evalCells, maxEvalImages, scoreCells, searchCaptionsCells, searchImagesCells, textTokensBound } from "../shared/retrieval/cost.ts";
 import { admission } from "./admission.ts";
@@ -294,6 +294,8 @@ async function engineCall<T>(call: () => Promise<T>): Promise<T> {
   } catch (error) {
     if (error instanceof EngineInputError) throw badRequest(error.message);
     if (error instanceof EngineUnsupportedError) throw new HTTPException(501, { message: error.message });
+    // The model's stored data failed (a missing or corrupt gallery region shard): the file, not "internal error".
+    if (error instanceof EngineStorageError) throw new HTTPException(500, { message: error.message });
     throw error;
   }
 }

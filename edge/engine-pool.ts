@@ -10,7 +10,7 @@
  * A call whose signal fires while it waits leaves the queue; one that is running is stopped by
  * terminating its worker, and a fresh worker loads the model in its place.
  */
-import { EngineInputError, type EvalOptions, type EvalResult, type ImageQuery, type ModelInfo, type RetrievalEngine, type SearchOptions, type SearchResult, type TextQuery } from "../shared/retrieval/engine.ts";
+import { EngineInputError, EngineStorageError, type EvalOptions, type EvalResult, type ImageQuery, type ModelInfo, type RetrievalEngine, type SearchOptions, type SearchResult, type TextQuery } from "../shared/retrieval/engine.ts";
 import type { ShardOptions } from "../shared/model/inference.ts";
 import type { EngineShape, EngineVerb, FromWorker, ToWorker } from "./engine-worker.ts";
 
@@ -186,7 +186,7 @@ export class EnginePool implements RetrievalEngine {
     if (job === null || (m.type !== "result" && m.type !== "error") || m.id !== slot.id) return;
     slot.job = null;
     if (m.type === "result") job.resolve(m.value);
-    else job.reject(m.name === "EngineInputError" ? new EngineInputError(m.message) : new Error(`engine worker: ${m.message}`));
+    else job.reject(m.name === "EngineInputError" ? new EngineInputError(m.message) : m.name === "EngineStorageError" ? new EngineStorageError(m.message) : new Error(`engine worker: ${m.message}`));
     this.idle.push(slot);
     this.dispatch();
   }

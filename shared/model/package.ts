@@ -7,8 +7,12 @@
  *                     or float16, so tf.io.decodeWeights decodes it), the SHA-256 of every file,
  *                     the text side (vocabulary or token ids) and the gallery's manifest
  *   weights-NN.bin    weight shards, at most 4 MB each
- *   gallery-NN.bin    the gallery: image-side and caption-side encodings per net (float16 unless
- *                     the dtype is float32: see galleryDtype)
+ *   regions-<net>-<side>-NNNN.bin
+ *                     the gallery's image-side and caption-side encodings per net, in shards of a
+ *                     fixed number of images, read on demand (region-shards.ts; float16 unless the
+ *                     dtype is float32: see galleryDtype)
+ *   gallery-NN.bin    a package written before the region store: every encoding of the gallery,
+ *                     decoded at load (still read)
  *   head-NN.bin       the distilled first stage's head (stage-one.ts; trainer/stage-one-head.ts):
  *                     per net, the image-side and caption-side projections; absent when the
  *                     export fitted none (the first stage is then tranglo)
@@ -29,6 +33,7 @@ import { type VocabFile, VocabFileSchema } from "../formats/vocab";
 import { NLTK_SPEC, type TextSpec, TextSpecSchema, type TokenizerSpec } from "../text/text-tokenizer";
 import { REGIONS, type SgrafConfig, SgrafConfigSchema } from "./config";
 import type { EncodedCaptions, EncodedImages } from "./inference";
+import { checkRegionLayout, REGION_SHARD_ITEMS, type RegionLayout, RegionLayoutSchema, type StoredRegions, writeRegionShards } from "./region-shards";
 import { ParamStore, trainingOnly } from "./params";
 import { type FirstStage, type StageOneHead, type StageOneVectors, distilledStage, netTrangloScales, quantizeVectors, trangloStage } from "./stage-one";
 
@@ -93,6 +98,8 @@ export const ModelJsonSchema = v.object({
         perCaptions: v.pipe(v.number(), v.integer(), v.minValue(1)),
         manifest: v.array(GroupSchema),
         texts: v.string(),
+        /** The region store (region-shards.ts); absent in a package written before it. */
+        regions: v.optional(RegionLayoutSchema),
       }),
       v.check((g) => g.captions === g.images * g.perCaptions, "captions must be images × perCaptions"),
     ),
@@ -131,6 +138,12 @@ export interface Gallery {
    * decoded pooled vectors on its first two-stage call.
    */
   stageOne?: GalleryStageOne;
+  /**
+   * A gallery read from a package with a region store: the encodings stay in their shards, read
+   * on demand (shared/retrieval/region-store.ts), and `images[k].emb`/`.glo` and
+   * `captions[k].emb`/`.glo` are empty.
+   */
+  regions?: StoredRegions;
 }
 
 export interface GalleryStageOne {
@@ -243,6 +256,14 @@ export interface PackageInput {
   /** Why a model without a vocabulary takes token ids only. */
   idsNote?: string;
   gallery?: Gallery | null;
+  /** Images per region shard (REGION_SHARD_ITEMS when absent); 0 writes the layout from before the region store (every encoding in gallery-NN.bin). */
+  regionShardItems?: number;
+  /**
+   * Region shards the caller wrote itself (a gallery larger than memory, written shard by shard:
+   * benchmarks/gallery_scale.ts): their layout and file entries. The gallery's encodings are then
+   * not read (its `stageOne` must be given).
+   */
+  writtenRegions?: { layout: RegionLayout; files: Record<string, { bytes: number; sha256: string }> };
   runConfig?: Record<string, unknown>;
   /** A distilled first stage's head (trainer/stage-one-head.ts) and how it was fitted. */
   stageOneHead?: { head: StageOneHead; fit?: Record<string, unknown> } | null;
@@ -295,17 +316,22 @@ export async function encodeModelPackage(input: PackageInput): Promise<Map<strin
   let gallery: ModelJson["gallery"] = null;
   const g = input.gallery;
   if (g) {
+    if (g.regions && !input.writtenRegions) throw new Error("encodeModelPackage: this gallery's encodings are in a package's region shards; export from the encodings");
+    const shardItems = input.regionShardItems ?? REGION_SHARD_ITEMS;
+    const regions = input.writtenRegions?.layout ?? (shardItems > 0 ? writeRegionShards(g, input.netNames, shardItems, galleryDtype(input.dtype) as "float32" | "float16", files) : undefined);
     const arrays: NamedArray[] = [];
-    g.images.forEach((im, i) => {
-      const n = input.netNames[i];
-      arrays.push({ name: `${n}.images.emb`, shape: [im.count, REGIONS, im.embed], data: im.emb });
-      arrays.push({ name: `${n}.images.glo`, shape: [im.count, im.embed], data: im.glo });
-    });
-    g.captions.forEach((c, i) => {
-      const n = input.netNames[i];
-      arrays.push({ name: `${n}.captions.emb`, shape: [c.emb.length / c.embed, c.embed], data: c.emb });
-      arrays.push({ name: `${n}.captions.glo`, shape: [c.count, c.embed], data: c.glo });
-    });
+    if (!regions) {
+      g.images.forEach((im, i) => {
+        const n = input.netNames[i];
+        arrays.push({ name: `${n}.images.emb`, shape: [im.count, REGIONS, im.embed], data: im.emb });
+        arrays.push({ name: `${n}.images.glo`, shape: [im.count, im.embed], data: im.glo });
+      });
+      g.captions.forEach((c, i) => {
+        const n = input.netNames[i];
+        arrays.push({ name: `${n}.captions.emb`, shape: [c.emb.length / c.embed, c.embed], data: c.emb });
+        arrays.push({ name: `${n}.captions.glo`, shape: [c.count, c.embed], data: c.glo });
+      });
+    }
     const stageOne = g.stageOne ?? galleryStageOne(g, await packageFirstStage(head, input.nets));
     const stageArrays: StoredArray[] = [];
     for (const [side, vectors] of [["images", stageOne.images], ["captions", stageOne.captions]] as const) {
@@ -317,11 +343,12 @@ export async function encodeModelPackage(input: PackageInput): Promise<Map<strin
         stageArrays.push({ spec: { name: `${n}.${side}.stage1_scale`, shape: [sv.count], dtype: "float32" }, bytes: new Uint8Array(sv.scales.slice().buffer) });
       });
     }
-    const manifest = [shard(arrays, galleryDtype(input.dtype), "gallery", files), packShards(stageArrays, "stage1", files)];
+    // With a region store, the gallery's group is empty and left out: the manifest holds the first stage's only.
+    const manifest = [...(arrays.length ? [shard(arrays, galleryDtype(input.dtype), "gallery", files)] : []), packShards(stageArrays, "stage1", files)];
     files.set("gallery.json", enc.encode(JSON.stringify({ captions: g.texts, tokens: g.tokens })));
-    gallery = { split: g.split, images: g.images[0].count, captions: g.captions[0].count, perCaptions: g.perCaptions, manifest, texts: "gallery.json" };
+    gallery = { split: g.split, images: g.images[0].count, captions: g.captions[0].count, perCaptions: g.perCaptions, manifest, texts: "gallery.json", regions };
   }
-  const fileInfo: Record<string, { bytes: number; sha256: string }> = {};
+  const fileInfo: Record<string, { bytes: number; sha256: string }> = { ...input.writtenRegions?.files };
   for (const [name, bytes] of files) fileInfo[name] = { bytes: bytes.length, sha256: await sha256Hex(bytes) };
   const unsigned: Omit<ModelJson, "digest"> = {
     format: PACKAGE_FORMAT,
@@ -402,14 +429,19 @@ export async function decodeModelPackage(modelJson: Uint8Array, read: (name: str
     throw new FormatError(where, "manifest digest mismatch: model.json was changed after export (a count, a name or the file list); re-export the model");
   }
   const cache = new Map<string, Uint8Array>();
-  const file = async (name: string) => {
-    const hit = cache.get(name);
-    if (hit) return hit;
+  /** A file of the package, read and checked against model.json's entry (not cached). */
+  const verified = async (name: string) => {
     const info = json.files[name];
     if (!info) throw new FormatError(`${source}/${MODEL_JSON}`, `refers to ${name}, which its file list lacks`);
     const bytes = await read(name);
     if (bytes.length !== info.bytes) throw new FormatError(`${source}/${name}`, `${bytes.length} bytes, model.json says ${info.bytes}`);
     if ((await sha256Hex(bytes)) !== info.sha256) throw new FormatError(`${source}/${name}`, "SHA-256 mismatch: the file is corrupted or from another export");
+    return bytes;
+  };
+  const file = async (name: string) => {
+    const hit = cache.get(name);
+    if (hit) return hit;
+    const bytes = await verified(name);
     cache.set(name, bytes);
     return bytes;
   };
@@ -498,7 +530,16 @@ export async function decodeModelPackage(modelJson: Uint8Array, read: (name: str
     for (let i = 1; i < lengths.length; i++) offsets[i] = offsets[i - 1] + lengths[i - 1];
     const words = lengths.reduce((a, b) => a + b, 0);
     // Every tensor must have the shape the gallery's counts imply: the counts are what the engine indexes by.
+    const regions: StoredRegions | undefined = g.regions && {
+      layout: g.regions,
+      geometry: { images: g.images, perCaptions: g.perCaptions, imagesPerShard: g.regions.imagesPerShard, embed: E, lengths, offsets },
+      nets: asked,
+      read: verified,
+    };
+    if (regions) checkRegionLayout(regions.layout, json.nets, regions.geometry, json.files, where);
+    const empty = new Float32Array(0);
     const need = (name: string, shape: number[]) => {
+      if (regions) return empty; // in the region shards, read on demand
       const a = ga.get(name);
       if (!a) throw new FormatError(source, `gallery lacks ${name}`);
       if (a.shape.join() !== shape.join()) throw new FormatError(where, `gallery tensor ${name} has shape [${a.shape}], the gallery's counts imply [${shape}]`);
@@ -512,7 +553,10 @@ export async function decodeModelPackage(modelJson: Uint8Array, read: (name: str
       texts: texts.captions,
       tokens: texts.tokens,
       stageOne: decodeStageOne(ga, asked, g.images, g.captions, stageOneHead ? stageOneHead.dim : E, where),
+      regions,
     };
+    // Without its pooled vectors at hand, a gallery with a region store must carry its first stage.
+    if (regions && !gallery.stageOne) throw new FormatError(where, "the gallery has a region store but no first-stage vectors");
   }
   return { json, config: json.config, netNames: asked, nets, dtype: json.dtype, sha256: await sha256Hex(modelJson), vocab, textFiles, gallery, runConfig: json.runConfig, stageOneHead };
 }

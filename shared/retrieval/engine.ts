@@ -136,3 +136,12 @@ export class EngineInputError extends Error {
 export class EngineUnsupportedError extends Error {
   override name = "EngineUnsupportedError";
 }
+
+/**
+ * Thrown when the model's stored data cannot be read for a request: a gallery region shard that
+ * is missing or does not match model.json (size or SHA-256). The message names the file; the edge
+ * answers 500 with it (never a ranking computed without the data).
+ */
+export class EngineStorageError extends Error {
+  override name = "EngineStorageError";
+}

@@ -10,16 +10,21 @@
  * on the first two-stage call for a gallery without them; the full model then scores the
  * shortlist only.
  *
+ * The gallery's per-item encodings come through a GalleryRegions (region-store.ts): resident, or
+ * read on demand from the package's region shards, only those of the items a search scores; an
+ * exhaustive search or an evaluation streams over the gallery block by block.
+ *
  * It reads results back from the backend asynchronously only (inference.ts's `…Async`), so that
  * the same engine runs on WebGPU in the browser (edge/browser/) as on wasm at the edge.
  */
 import { evaluateRecall, rsum } from "../eval/metrics";
 import { REGIONS } from "../model/config";
-import { type EncodedCaptions, type EncodedImages, concatImages, encodeCaptionsAsync, encodeImagesAsync, ensembleSimilarityAsync, ensemblePairedSimilarityAsync, selectCaptions, selectImages, type ShardOptions, sliceCaptions } from "../model/inference";
+import { type EncodedCaptions, type EncodedImages, concatImages, encodeCaptionsAsync, encodeImagesAsync, ensembleSimilarityAsync, ensemblePairedSimilarityAsync, selectImages, type ShardOptions } from "../model/inference";
 import { type DecodeOptions, type ModelPackage, decodeModelPackage, galleryStageOne, MODEL_JSON, packageFirstStage } from "../model/package";
 import { dequantize, type FirstStage, firstItems, type StageOneIndex, stageOneIndex, stageOneScores } from "../model/stage-one";
 import type { TextTokenizerOptions } from "../text/text-tokenizer";
 import type { AssetSource } from "./assets.ts";
+import { type GalleryRegions, galleryRegions, REGION_CACHE_BYTES, type RegionStats } from "./region-store.ts";
 import { QueryText } from "./text-query.ts";
 import { MAX_QUERY_TOKENS, type EngineLoader, type EvalOptions, type EvalResult, type ImageQuery, type ModelInfo, type RetrievalEngine, type SearchOptions, type SearchResult, type TextQuery } from "./engine.ts";
 import { namesNoShortlist, SHORTLIST_DEFAULTS, type Shortlist, shortlistUsed, topK, twoStageScores } from "./shortlist.ts";
@@ -39,7 +44,12 @@ export interface Pc2EngineOptions {
   betweenBatches?: () => void;
   /** The shortlist of a search or evaluation that names none (SHORTLIST_DEFAULTS.defaultShortlist). */
   shortlist?: Shortlist;
+  /** Byte budget of the cache of gallery region shards read on demand (REGION_CACHE_BYTES when absent; region-store.ts). */
+  regionCacheBytes?: number;
 }
+
+/** Images (and captions) a streamed exhaustive search or evaluation takes at once, at least (whole region shards). */
+export const STREAM_BLOCK_IMAGES = 256;
 
 /** The first stage and the gallery's images and captions indexed for it. */
 interface StageOne {
@@ -59,6 +69,8 @@ export class Pc2Engine implements RetrievalEngine {
   private readonly betweenBatches: () => void;
   private readonly defaultShortlist: Shortlist;
   private stageOnePromise: Promise<StageOne> | null = null;
+  private readonly regionCacheBytes: number;
+  private galleryRegions: GalleryRegions | null = null;
 
   constructor(
     readonly pkg: ModelPackage,
@@ -67,6 +79,7 @@ export class Pc2Engine implements RetrievalEngine {
     this.shard = { ...options.shard, betweenShards: options.betweenBatches };
     this.betweenBatches = options.betweenBatches ?? (() => {});
     this.defaultShortlist = options.shortlist ?? SHORTLIST_DEFAULTS.defaultShortlist;
+    this.regionCacheBytes = options.regionCacheBytes ?? REGION_CACHE_BYTES;
     this.imgDim = pkg.config.img_dim;
     this.vocabSize = pkg.config.vocab_size;
     this.text = new QueryText(pkg, options);
@@ -79,7 +92,7 @@ export class Pc2Engine implements RetrievalEngine {
       dtype: this.pkg.dtype,
       sha256: this.pkg.sha256,
       nets: this.pkg.netNames,
-      gallery: g ? { images: g.images[0].count, captions: g.captions[0].count, perCaptions: g.perCaptions, words: g.captions[0].emb.length / g.captions[0].embed, firstStage: this.stageName() } : null,
+      gallery: g ? { images: g.images[0].count, captions: g.captions[0].count, perCaptions: g.perCaptions, words: g.captions[0].lengths.reduce((a, b) => a + b, 0), firstStage: this.stageName() } : null,
       text: this.text.info(),
     };
   }
@@ -95,6 +108,48 @@ export class Pc2Engine implements RetrievalEngine {
     const g = this.pkg.gallery;
     if (!g) throw new Error("Pc2Engine: this model has no gallery (the caller checks info().gallery first)");
     return g;
+  }
+
+  /** The gallery's per-item encodings (resident, or the region shards read on demand). */
+  private regionStore(): GalleryRegions {
+    this.galleryRegions ??= galleryRegions(this.gallery(), this.regionCacheBytes);
+    return this.galleryRegions;
+  }
+
+  /**
+   * What the engine holds in memory for good, in bytes: the nets' weights, the gallery's resident
+   * encodings and first-stage vectors; and its region cache (shards read on demand).
+   */
+  memory(): { weights: number; gallery: number; stageOne: number; regions: RegionStats | null } {
+    const g = this.pkg.gallery;
+    const weights = this.pkg.nets.reduce((s, p) => s + [...p.vars.values(), ...p.buffers.values()].reduce((t, x) => t + x.size * 4, 0), 0);
+    const s1 = g?.stageOne;
+    const stageOne = s1 ? [...s1.images, ...s1.captions].reduce((s, x) => s + x.values.byteLength + x.scales.byteLength, 0) : 0;
+    const regions = g ? this.regionStore().stats() : null;
+    return { weights, gallery: regions?.resident ?? 0, stageOne, regions };
+  }
+
+  /**
+   * Scores of one query (encoded per net: `query(k)`) against items [0, count) of a gallery side,
+   * streamed block by block through the region store: scores[i] is item i's.
+   */
+  private async streamScores(side: "images" | "captions", count: number, query: (k: number) => EncodedImages | EncodedCaptions, signal?: AbortSignal): Promise<Float32Array> {
+    const g = this.gallery();
+    const regions = this.regionStore();
+    const out = new Float32Array(count);
+    const blocks = regions.blocks(side, 0, count, side === "images" ? STREAM_BLOCK_IMAGES : STREAM_BLOCK_IMAGES * g.perCaptions);
+    for (const [b0, b1] of blocks) {
+      if (b0 > 0) this.betweenBatches();
+      signal?.throwIfAborted();
+      if (side === "images") {
+        const items = await sequential(this.pkg.nets, (_, n) => regions.imageRange(n, b0, b1));
+        out.set(await this.sims((n) => items[n], query as (k: number) => EncodedCaptions), b0);
+      } else {
+        const items = await sequential(this.pkg.nets, (_, n) => regions.captionRange(n, b0, b1));
+        out.set(await this.sims(query as (k: number) => EncodedImages, (n) => items[n]), b0);
+      }
+    }
+    return out;
   }
 
   /** Averaged similarity of the nets between images and captions given per net. */
@@ -126,8 +181,9 @@ export class Pc2Engine implements RetrievalEngine {
     const picked = qs.filter((q) => !q.features).map((q) => q.image!);
     let [nextFresh, nextPicked] = [0, fresh.length];
     const rows = qs.map((q) => (q.features ? nextFresh++ : nextPicked++));
-    return this.gallery().images.map((g, n) => {
-      const own = selectImages(g, picked);
+    const regions = this.regionStore();
+    return sequential(this.pkg.nets, async (_, n) => {
+      const own = await regions.images(n, picked);
       return selectImages(encoded ? concatImages([encoded[n], own]) : own, rows);
     });
   }
@@ -165,12 +221,15 @@ export class Pc2Engine implements RetrievalEngine {
     const caps = await this.encodeQueryCaptions([await this.tokens(q)]);
     const shortlist = shortlistUsed(options.shortlist ?? this.defaultShortlist, g.images[0].count, this.stageName());
     if (shortlist.used === "all") {
-      const s = await this.sims((n) => g.images[n], (n) => caps[n]);
+      const s = await this.streamScores("images", g.images[0].count, (n) => caps[n], signal);
       return { hits: topK(s, k).map(([index, score]) => ({ index, score, image: index })), shortlist };
     }
     const idx = await this.candidates(caps, "images", shortlist.used);
     signal?.throwIfAborted();
-    const s = await this.sims((n) => selectImages(g.images[n], idx), (n) => caps[n]);
+    const regions = this.regionStore();
+    const shortlisted = await sequential(this.pkg.nets, (_, n) => regions.images(n, idx));
+    signal?.throwIfAborted();
+    const s = await this.sims((n) => shortlisted[n], (n) => caps[n]);
     return { hits: topK(s, k).map(([j, score]) => ({ index: idx[j], score, image: idx[j] })), shortlist };
   }
 
@@ -181,7 +240,15 @@ export class Pc2Engine implements RetrievalEngine {
     const shortlist = shortlistUsed(options.shortlist ?? this.defaultShortlist, g.captions[0].count, this.stageName());
     const idx = shortlist.used === "all" ? null : await this.candidates(imgs, "captions", shortlist.used);
     signal?.throwIfAborted();
-    const s = await this.sims((n) => imgs[n], (n) => (idx ? selectCaptions(g.captions[n], idx) : g.captions[n]));
+    let s: Float32Array;
+    if (idx) {
+      const regions = this.regionStore();
+      const shortlisted = await sequential(this.pkg.nets, (_, n) => regions.captions(n, idx));
+      signal?.throwIfAborted();
+      s = await this.sims((n) => imgs[n], (n) => shortlisted[n]);
+    } else {
+      s = await this.streamScores("captions", g.captions[0].count, (n) => imgs[n], signal);
+    }
     const hits = topK(s, k).map(([j, score]) => {
       const index = idx ? idx[j] : j;
       return { index, score, caption: g.texts[index] ?? undefined, image: Math.floor(index / g.perCaptions) };
@@ -215,17 +282,39 @@ export class Pc2Engine implements RetrievalEngine {
     signal?.throwIfAborted();
     const nImages = Math.min(options.limit ?? g.images[0].count, g.images[0].count);
     const nCaptions = nImages * g.perCaptions;
-    const idx = Int32Array.from({ length: nImages }, (_, i) => i);
-    const s = await this.sims(
-      (n) => (nImages === g.images[n].count ? g.images[n] : selectImages(g.images[n], idx)),
-      (n) => (nCaptions === g.captions[n].count ? g.captions[n] : sliceCaptions(g.captions[n], 0, nCaptions)),
-    );
+    const s = await this.evaluationScores(nImages, nCaptions, signal);
     const r = evaluateRecall(s, nImages, g.perCaptions);
     const result: EvalResult = { i2t: r.i2t, t2i: r.t2i, rsum: r.rsum, images: nImages, captions: nCaptions };
     const shortlist = options.shortlist ?? this.defaultShortlist;
     if (namesNoShortlist(shortlist)) return result;
     result.twoStage = { shortlist, stage: this.stageName(), ...(await this.twoStageRecall(s, nImages, shortlist)) };
     return result;
+  }
+
+  /**
+   * The exhaustive matrix [nImages, nCaptions] of the first images and captions, block by block
+   * through the region store: one block of images (and one of captions) decoded at a time.
+   */
+  private async evaluationScores(nImages: number, nCaptions: number, signal?: AbortSignal): Promise<Float32Array> {
+    const regions = this.regionStore();
+    const out = new Float32Array(nImages * nCaptions);
+    const imageBlocks = regions.blocks("images", 0, nImages, STREAM_BLOCK_IMAGES);
+    const captionBlocks = regions.blocks("captions", 0, nCaptions, STREAM_BLOCK_IMAGES * this.gallery().perCaptions);
+    let first = true;
+    for (const [i0, i1] of imageBlocks) {
+      const imgs = await sequential(this.pkg.nets, (_, n) => regions.imageRange(n, i0, i1));
+      for (const [c0, c1] of captionBlocks) {
+        if (!first) this.betweenBatches();
+        first = false;
+        signal?.throwIfAborted();
+        const caps = await sequential(this.pkg.nets, (_, n) => regions.captionRange(n, c0, c1));
+        const block = await this.sims((n) => imgs[n], (n) => caps[n]);
+        if (i1 - i0 === nImages && c1 - c0 === nCaptions) return block;
+        const w = c1 - c0;
+        for (let i = i0; i < i1; i++) out.set(block.subarray((i - i0) * w, (i - i0 + 1) * w), i * nCaptions + c0);
+      }
+    }
+    return out;
   }
 
   /**
@@ -252,9 +341,9 @@ export class Pc2Engine implements RetrievalEngine {
 }
 
 /** `run` on each item, one after the other (the backend computes one thing at a time anyway). */
-async function sequential<T, R>(items: readonly T[], run: (item: T) => Promise<R>): Promise<R[]> {
+async function sequential<T, R>(items: readonly T[], run: (item: T, index: number) => Promise<R>): Promise<R[]> {
   const out: R[] = [];
-  for (const item of items) out.push(await run(item));
+  for (let i = 0; i < items.length; i++) out.push(await run(items[i], i));
   return out;
 }
 

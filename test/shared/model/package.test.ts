@@ -21,6 +21,8 @@ const IMAGES = 12;
 let nets: ParamStore[];
 let gallery: Gallery;
 let files: Map<string, Uint8Array>;
+/** The same package in the layout from before the region store (every encoding in gallery-NN.bin). */
+let legacyFiles: Map<string, Uint8Array>;
 
 function encodings(rng: Random, tokens: number[][]): { images: EncodedImages; captions: EncodedCaptions } {
   const E = config.embed_size;
@@ -42,13 +44,17 @@ beforeAll(async () => {
   const enc = nets.map(() => encodings(rng, tokens));
   gallery = { split: "test", perCaptions: 5, images: enc.map((e) => e.images), captions: enc.map((e) => e.captions), texts: tokens.map(() => null), tokens };
   files = await encodeModelPackage({ config, netNames: ["A", "B"], nets, dtype: "uint8", vocab: null, gallery });
+  legacyFiles = await encodeModelPackage({ config, netNames: ["A", "B"], nets, dtype: "uint8", vocab: null, gallery, regionShardItems: 0 });
 });
+
+/** The gallery manifest's group of first-stage vectors (its only group with a region store). */
+const stageOneGroup = (j: { gallery: { manifest: Array<{ paths: string[]; weights: Array<Record<string, unknown> & { name: string }> }> } }) => j.gallery.manifest.find((g) => g.paths[0].startsWith("stage1"))!;
 
 const decode = (f: Map<string, Uint8Array>, json = f.get(MODEL_JSON)!) => decodeModelPackage(json, (n) => f.get(n)!, "pkg");
 
-/** The package's model.json with its stage-one entries removed (re-signed): an export from before them. */
+/** The package's model.json with its stage-one entries removed (re-signed): an export from before them (and before the region store). */
 async function withoutStageOne(): Promise<Uint8Array> {
-  const j = JSON.parse(new TextDecoder().decode(files.get(MODEL_JSON)!));
+  const j = JSON.parse(new TextDecoder().decode(legacyFiles.get(MODEL_JSON)!));
   j.gallery.manifest = j.gallery.manifest.filter((g: { paths: string[] }) => !g.paths[0].startsWith("stage1"));
   j.digest = await manifestDigest(j);
   return new TextEncoder().encode(JSON.stringify(j));
@@ -57,7 +63,7 @@ async function withoutStageOne(): Promise<Uint8Array> {
 describe("first-stage vectors in the package", () => {
   test("are written as int8 with a float32 scale per vector, in their own shards", () => {
     const j = JSON.parse(new TextDecoder().decode(files.get(MODEL_JSON)!));
-    const group = j.gallery.manifest[1];
+    const group = stageOneGroup(j);
     expect(group.paths).toEqual(["stage1-00.bin"]);
     expect(group.weights.map((w: { name: string }) => w.name)).toEqual(["A.images.stage1", "A.images.stage1_scale", "B.images.stage1", "B.images.stage1_scale", "A.captions.stage1", "A.captions.stage1_scale", "B.captions.stage1", "B.captions.stage1_scale"]);
     expect(group.weights[0]).toEqual({ name: "A.images.stage1", shape: [IMAGES, 16], dtype: "float32", quantization: { dtype: "uint8", min: -128, scale: 1 } });
@@ -84,7 +90,7 @@ describe("first-stage vectors in the package", () => {
   });
 
   test("a package exported before them decodes without them, and its engine computes the same shortlists", async () => {
-    const old = await decode(files, await withoutStageOne());
+    const old = await decode(legacyFiles, await withoutStageOne());
     expect(old.gallery!.stageOne).toBeUndefined();
     const current = await decode(files);
     const [a, b] = [new Pc2Engine(old), new Pc2Engine(current)];
@@ -100,7 +106,7 @@ describe("first-stage vectors in the package", () => {
 
   test("half a set of them is refused, naming what is missing", async () => {
     const j = JSON.parse(new TextDecoder().decode(files.get(MODEL_JSON)!));
-    j.gallery.manifest[1].weights = j.gallery.manifest[1].weights.filter((w: { name: string }) => w.name !== "B.captions.stage1_scale");
+    stageOneGroup(j).weights = stageOneGroup(j).weights.filter((w: { name: string }) => w.name !== "B.captions.stage1_scale");
     // Its shard still holds those bytes: drop them with the entry so that the group's size agrees.
     const bin = files.get("stage1-00.bin")!;
     const cut = new Map(files);
