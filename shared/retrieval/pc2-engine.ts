@@ -46,6 +46,11 @@ export interface Pc2EngineOptions {
   shortlist?: Shortlist;
   /** Byte budget of the cache of gallery region shards read on demand (REGION_CACHE_BYTES when absent; region-store.ts). */
   regionCacheBytes?: number;
+  /**
+   * Images an exhaustive search or an evaluation over a sharded gallery takes at once (whole
+   * shards, at least one; STREAM_BLOCK_IMAGES when absent), and the captions of as many images.
+   */
+  streamBlockImages?: number;
 }
 
 /** Images (and captions) a streamed exhaustive search or evaluation takes at once, at least (whole region shards). */
@@ -71,6 +76,7 @@ export class Pc2Engine implements RetrievalEngine {
   private stageOnePromise: Promise<StageOne> | null = null;
   private readonly regionCacheBytes: number;
   private galleryRegions: GalleryRegions | null = null;
+  private readonly streamBlock: number;
 
   constructor(
     readonly pkg: ModelPackage,
@@ -80,6 +86,7 @@ export class Pc2Engine implements RetrievalEngine {
     this.betweenBatches = options.betweenBatches ?? (() => {});
     this.defaultShortlist = options.shortlist ?? SHORTLIST_DEFAULTS.defaultShortlist;
     this.regionCacheBytes = options.regionCacheBytes ?? REGION_CACHE_BYTES;
+    this.streamBlock = options.streamBlockImages ?? STREAM_BLOCK_IMAGES;
     this.imgDim = pkg.config.img_dim;
     this.vocabSize = pkg.config.vocab_size;
     this.text = new QueryText(pkg, options);
@@ -137,7 +144,7 @@ export class Pc2Engine implements RetrievalEngine {
     const g = this.gallery();
     const regions = this.regionStore();
     const out = new Float32Array(count);
-    const blocks = regions.blocks(side, 0, count, side === "images" ? STREAM_BLOCK_IMAGES : STREAM_BLOCK_IMAGES * g.perCaptions);
+    const blocks = regions.blocks(side, 0, count, side === "images" ? this.streamBlock : this.streamBlock * g.perCaptions);
     for (const [b0, b1] of blocks) {
       if (b0 > 0) this.betweenBatches();
       signal?.throwIfAborted();
@@ -298,8 +305,8 @@ export class Pc2Engine implements RetrievalEngine {
   private async evaluationScores(nImages: number, nCaptions: number, signal?: AbortSignal): Promise<Float32Array> {
     const regions = this.regionStore();
     const out = new Float32Array(nImages * nCaptions);
-    const imageBlocks = regions.blocks("images", 0, nImages, STREAM_BLOCK_IMAGES);
-    const captionBlocks = regions.blocks("captions", 0, nCaptions, STREAM_BLOCK_IMAGES * this.gallery().perCaptions);
+    const imageBlocks = regions.blocks("images", 0, nImages, this.streamBlock);
+    const captionBlocks = regions.blocks("captions", 0, nCaptions, this.streamBlock * this.gallery().perCaptions);
     let first = true;
     for (const [i0, i1] of imageBlocks) {
       const imgs = await sequential(this.pkg.nets, (_, n) => regions.imageRange(n, i0, i1));
