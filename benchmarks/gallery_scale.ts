@@ -1,0 +1,336 @@
+/**
+ * Text→image search over galleries of 1,000 to 100,000 images at the paper's dims, with the
+ * gallery's encodings in the region store (shared/model/region-shards.ts) on disk and only the
+ * first stage resident (issue 13, "Edge retrieval at paper size"):
+ *
+ *   bun benchmarks/gallery_scale.ts [--sizes 1000,10000] [--dir /tmp/pc2-gallery-scale]
+ *                                   [--requests 30] [--exhaustive-requests 4] [--shortlist 128]
+ *                                   [--shard-items 16] [--cache-mb 64] [--rebuild]
+ *
+ * For each size, a random-weights model (img_dim 2048, embed 1024, word 300, sim 256, proj 128:
+ * benchmarks/support/edge_server.ts's `big`; nets A and B for 1,000 images, net A alone beyond,
+ * for the disk: 100,000 images × 36 regions × 1,024 float16 values are 7.4 GB per net) and a
+ * gallery of random encodings written directly into the sharded layout, shard by shard (the
+ * encoders are not run; search time does not depend on the values), one caption per image of one
+ * word (the benchmark is text→image; the format wants a caption per image at least). Each gallery
+ * is written once under `--dir`/<size> and reused by later runs (`--rebuild` rewrites it).
+ *
+ * A server process per size (this file with `--serve <model dir>`) loads the package from disk
+ * (edge/adapters/bun.ts fileAssets), builds the engine (Pc2Engine, the region cache's budget
+ * `--cache-mb`) and serves it with the edge app on loopback, on trainer/backend.ts's wasm (one
+ * thread, SIMD, native/bmm.wasm), as benchmarks/edge_latency.ts does. This process is the client:
+ * POST /v1/search/images {text, k: 10, shortlist: k′}, 1 client then 8 concurrent clients (each
+ * sends its next request when its previous answer arrived); exhaustive (shortlist "all") for
+ * 1,000 images only. Reports p50/p95, the server's RSS after loading, at the end and at its peak
+ * (/proc: VmRSS, VmHWM), and the engine's own accounting (Pc2Engine.memory(): weights, resident
+ * gallery encodings, first-stage vectors, region cache), with the load average: the cores may be
+ * shared, and other work inflates every timing. No asserts: numbers for docs/performance.md.
+ */
+import { mkdirSync, readFileSync, rmSync, existsSync, writeFileSync } from "node:fs";
+import { cpus, platform, release, totalmem } from "node:os";
+import { join } from "node:path";
+import { parseArgs } from "node:util";
+import { createApp } from "../edge/app.ts";
+import { fileAssets } from "../edge/adapters/bun.ts";
+import { Vocabulary } from "../shared/formats/vocab";
+import { REGIONS, sgrafConfig } from "../shared/model/config";
+import { encodeModelPackage, type Gallery, MODEL_JSON, sha256Hex } from "../shared/model/package";
+import { ParamStore } from "../shared/model/params";
+import { captionWords, encodeRegionShard, regionLayout, type RegionGeometry, shardCount, shardItems } from "../shared/model/region-shards";
+import { netTrangloScales, type StageOneVectors, stageOneVectors } from "../shared/model/stage-one";
+import * as tf from "../shared/model/tf";
+import { Random } from "../shared/random";
+import { loadPackage, Pc2Engine } from "../shared/retrieval/pc2-engine.ts";
+import { initBackend } from "../trainer/backend";
+import { spawnUntilReady } from "./support/edge_process";
+import { PRESETS } from "./support/edge_server.ts";
+import { loadAverage, percentile } from "./support/stats";
+import { BENCH_WORDS } from "./support/words.ts";
+
+const K = 10;
+/** Distinct random unit vectors the encodings are drawn from (values do not change search time). */
+const POOL = 4096;
+
+const { values } = parseArgs({
+  options: {
+    sizes: { type: "string", default: "1000,10000" },
+    dir: { type: "string", default: "/tmp/pc2-gallery-scale" },
+    requests: { type: "string", default: "30" },
+    "exhaustive-requests": { type: "string", default: "4" },
+    shortlist: { type: "string", default: "128" },
+    "shard-items": { type: "string", default: "16" },
+    "cache-mb": { type: "string", default: "64" },
+    rebuild: { type: "boolean", default: false },
+    serve: { type: "string" },
+  },
+  strict: true,
+});
+
+function positiveInt(flag: string, raw: string): number {
+  const n = Number(raw);
+  if (!Number.isInteger(n) || n < 1) throw new Error(`--${flag}: ${JSON.stringify(raw)} is not a positive integer`);
+  return n;
+}
+
+// --- building ----------------------------------------------------------------------------------
+
+/** n random unit rows of `dim` values. */
+function unitRows(rng: Random, n: number, dim: number): Float32Array {
+  const out = rng.uniformArray(n * dim, -1, 1);
+  for (let r = 0; r < n; r++) {
+    const row = out.subarray(r * dim, (r + 1) * dim);
+    let sq = 0;
+    for (let i = 0; i < dim; i++) sq += row[i] * row[i];
+    const norm = Math.sqrt(sq);
+    for (let i = 0; i < dim; i++) row[i] /= norm;
+  }
+  return out;
+}
+
+interface Built {
+  images: number;
+  nets: string[];
+  shardItems: number;
+  bytes: number;
+  buildS: number;
+}
+
+/**
+ * Writes the model directory of a gallery of `images` images: region shards first, one at a time
+ * (each item's vectors copied from a pool of random unit vectors, as float16), then model.json
+ * and the resident files through encodeModelPackage (writtenRegions).
+ */
+async function build(dir: string, images: number, netNames: string[], perShard: number): Promise<Built> {
+  const t0 = performance.now();
+  rmSync(dir, { recursive: true, force: true });
+  mkdirSync(dir, { recursive: true });
+  const vocab = Vocabulary.fromWords(BENCH_WORDS);
+  const config = sgrafConfig({ ...PRESETS.big, vocab_size: vocab.length });
+  const E = config.embed_size;
+  const rng = new Random(images);
+  const nets = netNames.map(() => ParamStore.init(config, rng));
+  // One caption per image: `<start> word <end>`.
+  const tokens = Array.from({ length: images }, () => [vocab.start, vocab.id(BENCH_WORDS[rng.nextInt(BENCH_WORDS.length)]!), vocab.end]);
+  const texts = tokens.map((t) => vocab.word(t[1]!)!);
+  const lengths = Int32Array.from(tokens, (t) => t.length);
+  const offsets = Int32Array.from(lengths, (_, i) => 3 * i);
+  const geo: RegionGeometry = { images, perCaptions: 1, imagesPerShard: perShard, embed: E, lengths, offsets };
+  const layout = regionLayout(netNames, images, perShard, "float16");
+  const files: Record<string, { bytes: number; sha256: string }> = {};
+  // A pool of unit vectors as float16 bits, and its first-stage vectors per net.
+  const pool = unitRows(rng, POOL, E);
+  const poolHalf = new Uint16Array(encodeRegionShard(pool, new Float32Array(0), "float16").buffer);
+  const scales = await Promise.all(nets.map(netTrangloScales));
+  const poolStageOne = scales.map((s) => stageOneVectors(pool, POOL, s));
+  const stageOne = { images: [] as StageOneVectors[], captions: [] as StageOneVectors[] };
+  let bytes = 0;
+  for (const [k, net] of netNames.entries()) {
+    for (const side of ["images", "captions"] as const) {
+      const count = images; // one caption per image
+      const s1: StageOneVectors = { count, dim: E, values: new Int8Array(count * E), scales: new Float32Array(count) };
+      for (let s = 0; s < shardCount(images, perShard); s++) {
+        const [a, b] = shardItems(geo, side, s);
+        const rows = side === "images" ? (b - a) * REGIONS : captionWords(geo, a, b);
+        const out = new Uint16Array((rows + (b - a)) * E);
+        for (let r = 0; r < rows; r++) {
+          const p = rng.nextInt(POOL);
+          out.set(poolHalf.subarray(p * E, (p + 1) * E), r * E);
+        }
+        for (let i = a; i < b; i++) {
+          const p = rng.nextInt(POOL);
+          out.set(poolHalf.subarray(p * E, (p + 1) * E), (rows + i - a) * E);
+          s1.values.set(poolStageOne[k].values.subarray(p * E, (p + 1) * E), i * E);
+          s1.scales[i] = poolStageOne[k].scales[p];
+        }
+        const data = new Uint8Array(out.buffer);
+        const name = layout.nets[net][side][s];
+        writeFileSync(join(dir, name), data);
+        files[name] = { bytes: data.length, sha256: await sha256Hex(data) };
+        bytes += data.length;
+      }
+      stageOne[side].push(s1);
+    }
+  }
+  const empty = new Float32Array(0);
+  const gallery: Gallery = {
+    split: "benchmark",
+    perCaptions: 1,
+    images: netNames.map(() => ({ count: images, embed: E, emb: empty, glo: empty })),
+    captions: netNames.map(() => ({ count: images, embed: E, lengths, offsets, emb: empty, glo: empty })),
+    texts,
+    tokens,
+    stageOne,
+  };
+  const pkg = await encodeModelPackage({ config, netNames, nets, dtype: "uint8", vocab: vocab.toJSON(), gallery, writtenRegions: { layout, files } });
+  for (const [name, data] of pkg) {
+    writeFileSync(join(dir, name), data);
+    bytes += data.length;
+  }
+  for (const n of nets) n.dispose();
+  const built: Built = { images, nets: netNames, shardItems: perShard, bytes, buildS: (performance.now() - t0) / 1000 };
+  writeFileSync(join(dir, "bench.json"), JSON.stringify(built));
+  return built;
+}
+
+// --- server (a child process) --------------------------------------------------------------------
+
+interface Ready {
+  port: number;
+  pid: number;
+  loadS: number;
+  backend: string;
+}
+
+async function serve(modelDir: string, cacheBytes: number): Promise<void> {
+  const backend = await initBackend("wasm");
+  const t0 = performance.now();
+  const engine = new Pc2Engine(await loadPackage(fileAssets(modelDir), modelDir), { regionCacheBytes: cacheBytes, betweenBatches: () => Bun.gc(false) });
+  // The first stage is built on first use: build it now, so that loading is all measured here.
+  await engine.searchImages({ text: BENCH_WORDS[0] }, 1, { shortlist: 1 });
+  const loadS = (performance.now() - t0) / 1000;
+  Bun.gc(true);
+  const app = createApp({ engine });
+  const server = Bun.serve({
+    port: 0,
+    hostname: "127.0.0.1",
+    fetch(request) {
+      if (new URL(request.url).pathname === "/bench/memory") return Response.json({ memoryUsage: process.memoryUsage(), engine: engine.memory() });
+      return app.fetch(request);
+    },
+  });
+  const ready: Ready = { port: server.port!, pid: process.pid, loadS, backend: `${backend.name} (SIMD ${tf.env().getBool("WASM_HAS_SIMD_SUPPORT")}, native/bmm.wasm kernel)` };
+  console.log(JSON.stringify({ ready }));
+}
+
+// --- client ------------------------------------------------------------------------------------
+
+type Shortlist = number | "all";
+
+function randomQuery(rng: Random): string {
+  const n = 6 + rng.nextInt(7);
+  return Array.from({ length: n }, () => BENCH_WORDS[rng.nextInt(BENCH_WORDS.length)]).join(" ");
+}
+
+async function search(url: string, text: string, shortlist: Shortlist): Promise<void> {
+  const response = await fetch(`${url}/v1/search/images`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ text, k: K, shortlist }) });
+  const body = (await response.json()) as { results?: unknown[] };
+  if (response.status !== 200 || body.results?.length !== K) throw new Error(`POST ${url}/v1/search/images: HTTP ${response.status} ${JSON.stringify(body).slice(0, 300)}`);
+}
+
+/** `clients` loops until `warmup + measured` answers; latencies of the measured ones. */
+async function run(url: string, clients: number, warmup: number, measured: number, seed: number, shortlist: Shortlist): Promise<number[]> {
+  const rng = new Random(seed);
+  let issued = 0;
+  let answered = 0;
+  const out: number[] = [];
+  const client = async () => {
+    while (issued < warmup + measured) {
+      issued++;
+      const t0 = performance.now();
+      await search(url, randomQuery(rng), shortlist);
+      answered++;
+      if (answered > warmup) out.push(performance.now() - t0);
+    }
+  };
+  await Promise.all(Array.from({ length: clients }, client));
+  return out;
+}
+
+/** VmRSS and VmHWM of a process, in MiB. */
+function procMemory(pid: number): { rss: number; peak: number } {
+  const status = readFileSync(`/proc/${pid}/status`, "utf8");
+  const kb = (key: string) => Number(/(\d+) kB/.exec(status.split("\n").find((l) => l.startsWith(key)) ?? "")?.[1] ?? NaN);
+  return { rss: kb("VmRSS:") / 1024, peak: kb("VmHWM:") / 1024 };
+}
+
+const mib = (b: number) => (b / 2 ** 20).toFixed(1);
+
+async function main(): Promise<void> {
+  const sizes = values.sizes!.split(",").map((s) => positiveInt("sizes", s));
+  await initBackend("cpu"); // the builder's random weights (the server runs its own wasm backend)
+  const requests = positiveInt("requests", values.requests!);
+  const exhaustiveRequests = positiveInt("exhaustive-requests", values["exhaustive-requests"]!);
+  const shortlist = positiveInt("shortlist", values.shortlist!);
+  const perShard = positiveInt("shard-items", values["shard-items"]!);
+  const cacheMb = positiveInt("cache-mb", values["cache-mb"]!);
+  const cpu = cpus();
+  console.log(`machine: ${cpu[0]?.model} × ${cpu.length} logical CPUs, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, ${platform()} ${release()}, Bun ${Bun.version}`);
+  console.log(`paper dims (img_dim 2048, embed 1024, word 300, sim 256); k ${K}; k′ ${shortlist}; shards of ${perShard} images; region cache ${cacheMb} MiB; galleries under ${values.dir}`);
+  console.log(`load average (1, 5, 15 min) at start: ${loadAverage()}`);
+  const rows: string[][] = [];
+  for (const images of sizes) {
+    const dir = join(values.dir!, String(images));
+    const nets = images <= 1000 ? ["A", "B"] : ["A"];
+    const meta = join(dir, "bench.json");
+    let built: Built | null = existsSync(meta) && existsSync(join(dir, MODEL_JSON)) ? (JSON.parse(readFileSync(meta, "utf8")) as Built) : null;
+    if (values.rebuild || !built || built.shardItems !== perShard || built.nets.join() !== nets.join()) {
+      console.log(`\n[${images}] writing the gallery (nets ${nets.join("+")}) …`);
+      built = await build(dir, images, nets, perShard);
+      console.log(`[${images}] written: ${(built.bytes / 2 ** 30).toFixed(2)} GiB in ${built.buildS.toFixed(1)} s`);
+    } else {
+      console.log(`\n[${images}] reusing ${dir} (${(built.bytes / 2 ** 30).toFixed(2)} GiB)`);
+    }
+    const { value: ready, stop } = await spawnUntilReady(
+      [process.execPath, import.meta.path, "--serve", dir, "--cache-mb", String(cacheMb)],
+      process.cwd(),
+      (text) => {
+        const line = text.split("\n").find((l) => l.startsWith('{"ready"'));
+        return line ? (JSON.parse(line) as { ready: Ready }).ready : null;
+      },
+      `gallery_scale server ${images}`,
+      10 * 60_000,
+    );
+    try {
+      const url = `http://127.0.0.1:${ready.port}`;
+      const idle = procMemory(ready.pid);
+      console.log(`[${images}] server ${ready.backend}: loaded in ${ready.loadS.toFixed(1)} s, RSS ${idle.rss.toFixed(0)} MiB`);
+      const plan: Array<[Shortlist, number, number]> = [
+        [shortlist, 1, requests],
+        [shortlist, 8, requests],
+      ];
+      if (images <= 1000) plan.push(["all", 1, exhaustiveRequests], ["all", 8, Math.max(8, exhaustiveRequests)]);
+      for (const [sl, clients, n] of plan) {
+        const load = loadAverage();
+        const lat = await run(url, clients, clients === 1 ? 2 : clients, n, clients * 7 + images, sl);
+        const m = (await (await fetch(`${url}/bench/memory`)).json()) as { engine: ReturnType<Pc2Engine["memory"]> };
+        const mem = procMemory(ready.pid);
+        const e = m.engine;
+        const row = [
+          String(images),
+          nets.join("+"),
+          String(sl),
+          String(clients),
+          String(n),
+          percentile(lat, 50).toFixed(0),
+          percentile(lat, 95).toFixed(0),
+          idle.rss.toFixed(0),
+          mem.rss.toFixed(0),
+          mem.peak.toFixed(0),
+          `${mib(e.weights)} / ${mib(e.gallery)} / ${mib(e.stageOne)} / ${mib(e.regions?.cached ?? 0)}`,
+          `${e.regions?.reads ?? 0} / ${e.regions?.hits ?? 0}`,
+          load,
+        ];
+        rows.push(row);
+        console.log(`[${images}] k′ ${sl}, ${clients} client(s): p50 ${row[5]} ms, p95 ${row[6]} ms; RSS ${row[8]} MiB (peak ${row[9]}); load ${load}`);
+      }
+    } finally {
+      await stop();
+    }
+  }
+  console.log(`\nload average (1, 5, 15 min) at the end: ${loadAverage()}`);
+  console.log("\n| images | nets | k′ | clients | requests | p50 ms | p95 ms | RSS loaded MiB | RSS after MiB | RSS peak MiB | engine: weights / resident gallery / stage one / region cache MiB | shard reads / cache hits (cumulative) | load avg before (1, 5, 15 min) |");
+  console.log("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+  for (const r of rows) console.log(`| ${r.join(" | ")} |`);
+}
+
+if (values.serve) {
+  serve(values.serve, positiveInt("cache-mb", values["cache-mb"]!) * 2 ** 20).catch((error: unknown) => {
+    console.error(error);
+    process.exit(1);
+  });
+} else {
+  main().catch((error: unknown) => {
+    console.error(error);
+    process.exit(1);
+  });
+}
