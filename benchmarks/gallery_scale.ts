@@ -5,7 +5,7 @@
  *
  *   bun benchmarks/gallery_scale.ts [--sizes 1000,10000] [--dir /tmp/pc2-gallery-scale]
  *                                   [--requests 30] [--exhaustive-requests 4] [--shortlist 128]
- *                                   [--shard-items 16] [--cache-mb 64] [--rebuild]
+ *                                   [--shard-items 8] [--cache-mb 64] [--sim-budget-mb 256] [--rebuild]
  *
  * For each size, a random-weights model (img_dim 2048, embed 1024, word 300, sim 256, proj 128:
  * benchmarks/support/edge_server.ts's `big`; nets A and B for 1,000 images, net A alone beyond,
@@ -17,7 +17,8 @@
  *
  * A server process per size (this file with `--serve <model dir>`) loads the package from disk
  * (edge/adapters/bun.ts fileAssets), builds the engine (Pc2Engine, the region cache's budget
- * `--cache-mb`) and serves it with the edge app on loopback, on trainer/backend.ts's wasm (one
+ * `--cache-mb`, 0 for none: every shortlisted shard read and verified per query; the similarity's shard budget `--sim-budget-mb`, inference.ts SHARD_DEFAULTS by
+ * default: it bounds the wasm heap a search grows, which never shrinks) and serves it with the edge app on loopback, on trainer/backend.ts's wasm (one
  * thread, SIMD, native/bmm.wasm), as benchmarks/edge_latency.ts does. This process is the client:
  * POST /v1/search/images {text, k: 10, shortlist: k′}, 1 client then 8 concurrent clients (each
  * sends its next request when its previous answer arrived); exhaustive (shortlist "all") for
@@ -25,6 +26,11 @@
  * (/proc: VmRSS, VmHWM), and the engine's own accounting (Pc2Engine.memory(): weights, resident
  * gallery encodings, first-stage vectors, region cache), with the load average: the cores may be
  * shared, and other work inflates every timing. No asserts: numbers for docs/performance.md.
+ *
+ * With random weights and encodings, the first stage shortlists much the same items for every
+ * query, so a region cache that holds one shortlist's shards answers most reads from memory: run
+ * with `--cache-mb 0` as well, where every query reads and verifies every shard it needs (from
+ * the OS's page cache here) - what a real gallery's varied shortlists approach.
  */
 import { mkdirSync, readFileSync, rmSync, existsSync, writeFileSync } from "node:fs";
 import { cpus, platform, release, totalmem } from "node:os";
@@ -36,7 +42,7 @@ import { Vocabulary } from "../shared/formats/vocab";
 import { REGIONS, sgrafConfig } from "../shared/model/config";
 import { encodeModelPackage, type Gallery, MODEL_JSON, sha256Hex } from "../shared/model/package";
 import { ParamStore } from "../shared/model/params";
-import { captionWords, encodeRegionShard, regionLayout, type RegionGeometry, shardCount, shardItems } from "../shared/model/region-shards";
+import { captionWords, encodeRegionShard, REGION_SHARD_ITEMS, regionLayout, type RegionGeometry, shardCount, shardItems } from "../shared/model/region-shards";
 import { netTrangloScales, type StageOneVectors, stageOneVectors } from "../shared/model/stage-one";
 import * as tf from "../shared/model/tf";
 import { Random } from "../shared/random";
@@ -58,17 +64,18 @@ const { values } = parseArgs({
     requests: { type: "string", default: "30" },
     "exhaustive-requests": { type: "string", default: "4" },
     shortlist: { type: "string", default: "128" },
-    "shard-items": { type: "string", default: "16" },
+    "shard-items": { type: "string", default: String(REGION_SHARD_ITEMS) },
     "cache-mb": { type: "string", default: "64" },
+    "sim-budget-mb": { type: "string" },
     rebuild: { type: "boolean", default: false },
     serve: { type: "string" },
   },
   strict: true,
 });
 
-function positiveInt(flag: string, raw: string): number {
+function positiveInt(flag: string, raw: string, min = 1): number {
   const n = Number(raw);
-  if (!Number.isInteger(n) || n < 1) throw new Error(`--${flag}: ${JSON.stringify(raw)} is not a positive integer`);
+  if (!Number.isInteger(n) || n < min) throw new Error(`--${flag}: ${JSON.stringify(raw)} is not an integer ≥ ${min}`);
   return n;
 }
 
@@ -181,10 +188,10 @@ interface Ready {
   backend: string;
 }
 
-async function serve(modelDir: string, cacheBytes: number): Promise<void> {
+async function serve(modelDir: string, cacheBytes: number, simBudgetBytes: number | undefined): Promise<void> {
   const backend = await initBackend("wasm");
   const t0 = performance.now();
-  const engine = new Pc2Engine(await loadPackage(fileAssets(modelDir), modelDir), { regionCacheBytes: cacheBytes, betweenBatches: () => Bun.gc(false) });
+  const engine = new Pc2Engine(await loadPackage(fileAssets(modelDir), modelDir), { regionCacheBytes: cacheBytes, shard: simBudgetBytes ? { budgetBytes: simBudgetBytes } : undefined, betweenBatches: () => Bun.gc(false) });
   // The first stage is built on first use: build it now, so that loading is all measured here.
   await engine.searchImages({ text: BENCH_WORDS[0] }, 1, { shortlist: 1 });
   const loadS = (performance.now() - t0) / 1000;
@@ -252,10 +259,10 @@ async function main(): Promise<void> {
   const exhaustiveRequests = positiveInt("exhaustive-requests", values["exhaustive-requests"]!);
   const shortlist = positiveInt("shortlist", values.shortlist!);
   const perShard = positiveInt("shard-items", values["shard-items"]!);
-  const cacheMb = positiveInt("cache-mb", values["cache-mb"]!);
+  const cacheMb = positiveInt("cache-mb", values["cache-mb"]!, 0);
   const cpu = cpus();
   console.log(`machine: ${cpu[0]?.model} × ${cpu.length} logical CPUs, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, ${platform()} ${release()}, Bun ${Bun.version}`);
-  console.log(`paper dims (img_dim 2048, embed 1024, word 300, sim 256); k ${K}; k′ ${shortlist}; shards of ${perShard} images; region cache ${cacheMb} MiB; galleries under ${values.dir}`);
+  console.log(`paper dims (img_dim 2048, embed 1024, word 300, sim 256); k ${K}; k′ ${shortlist}; shards of ${perShard} images; region cache ${cacheMb} MiB; similarity shard budget ${values["sim-budget-mb"] ?? "256 (default)"} MiB; galleries under ${values.dir}`);
   console.log(`load average (1, 5, 15 min) at start: ${loadAverage()}`);
   const rows: string[][] = [];
   for (const images of sizes) {
@@ -271,7 +278,7 @@ async function main(): Promise<void> {
       console.log(`\n[${images}] reusing ${dir} (${(built.bytes / 2 ** 30).toFixed(2)} GiB)`);
     }
     const { value: ready, stop } = await spawnUntilReady(
-      [process.execPath, import.meta.path, "--serve", dir, "--cache-mb", String(cacheMb)],
+      [process.execPath, import.meta.path, "--serve", dir, "--cache-mb", String(cacheMb), ...(values["sim-budget-mb"] ? ["--sim-budget-mb", values["sim-budget-mb"]] : [])],
       process.cwd(),
       (text) => {
         const line = text.split("\n").find((l) => l.startsWith('{"ready"'));
@@ -324,7 +331,8 @@ async function main(): Promise<void> {
 }
 
 if (values.serve) {
-  serve(values.serve, positiveInt("cache-mb", values["cache-mb"]!) * 2 ** 20).catch((error: unknown) => {
+  const sim = values["sim-budget-mb"];
+  serve(values.serve, positiveInt("cache-mb", values["cache-mb"]!, 0) * 2 ** 20, sim ? positiveInt("sim-budget-mb", sim) * 2 ** 20 : undefined).catch((error: unknown) => {
     console.error(error);
     process.exit(1);
   });

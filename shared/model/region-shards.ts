@@ -21,7 +21,7 @@ import { REGIONS } from "./config";
 import type { EncodedCaptions, EncodedImages } from "./inference";
 
 /** Images per shard of a new export (and the captions of as many images). */
-export const REGION_SHARD_ITEMS = 16;
+export const REGION_SHARD_ITEMS = 8;
 
 export const RegionLayoutSchema = v.object({
   dtype: v.picklist(["float32", "float16"]),
