@@ -200,9 +200,13 @@ async function serve(modelDir: string, cacheBytes: number, simBudgetBytes: numbe
   const server = Bun.serve({
     port: 0,
     hostname: "127.0.0.1",
-    fetch(request) {
+    async fetch(request) {
       if (new URL(request.url).pathname === "/bench/memory") return Response.json({ memoryUsage: process.memoryUsage(), engine: engine.memory() });
-      return app.fetch(request);
+      const response = await app.fetch(request);
+      // As edge/engine-worker.ts after every call: the call's garbage (shards read, regions
+      // gathered: tens of MB a search) collected before the next call adds its own.
+      Bun.gc(false);
+      return response;
     },
   });
   const ready: Ready = { port: server.port!, pid: process.pid, loadS, backend: `${backend.name} (SIMD ${tf.env().getBool("WASM_HAS_SIMD_SUPPORT")}, native/bmm.wasm kernel)` };
