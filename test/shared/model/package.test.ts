@@ -14,6 +14,7 @@ import { ParamStore } from "../../../shared/model/params";
 import { distilledStage, quantizeVectors, type StageOneHead, stageOneIndex, stageOneScores, TRANGLO_WEIGHT, trangloScales, trangloStage } from "../../../shared/model/stage-one";
 import { Random } from "../../../shared/random";
 import { Pc2Engine } from "../../../shared/retrieval/pc2-engine";
+import { residentGallery } from "../../../shared/retrieval/region-store";
 import { initBackend } from "../../../trainer/backend";
 
 const config = sgrafConfig({ img_dim: 8, embed_size: 16, word_dim: 8, sim_dim: 8, proj_dim: 8, vocab_size: 20 });
@@ -184,7 +185,8 @@ describe("decoding the nets asked for", () => {
     expect(b.netNames).toEqual(["B"]);
     expect([b.nets.length, b.gallery!.images.length, b.gallery!.captions.length, b.gallery!.stageOne!.images.length, b.stageOneHead!.nets.length]).toEqual([1, 1, 1, 1, 1]);
     expect(Array.from(b.stageOneHead!.nets[0].captions)).toEqual(Array.from(head.nets[1].captions));
-    expect(Array.from(b.gallery!.images[0].glo)).toEqual(Array.from(gallery.images[1].glo));
+    // Its encodings are net B's region shards.
+    expect(Array.from((await residentGallery(b.gallery!)).images[0].glo)).toEqual(Array.from(gallery.images[1].glo));
     const w = "txt_enc.cap_rnn.weight_hh_l0";
     expect(Array.from(b.nets[0].get(w).dataSync())).toEqual(Array.from(nets[1].get(w).dataSync()));
     // An inference model: no training-only parameter is built.
