@@ -5,14 +5,18 @@
  *
  *   bun benchmarks/gallery_scale.ts [--sizes 1000,10000] [--dir /tmp/pc2-gallery-scale]
  *                                   [--requests 30] [--exhaustive-requests 4] [--shortlist 128]
- *                                   [--shard-items 8] [--cache-mb 64] [--sim-budget-mb 256] [--rebuild]
+ *                                   [--shard-items 8] [--cache-mb 64] [--sim-budget-mb 256]
+ *                                   [--first-stage distilled|tranglo] [--rebuild]
  *
  * For each size, a random-weights model (img_dim 2048, embed 1024, word 300, sim 256, proj 128:
  * benchmarks/support/edge_server.ts's `big`; nets A and B for 1,000 images, net A alone beyond,
  * for the disk: 100,000 images × 36 regions × 1,024 float16 values are 7.4 GB per net) and a
  * gallery of random encodings written directly into the sharded layout, shard by shard (the
  * encoders are not run; search time does not depend on the values), one caption per image of one
- * word (the benchmark is text→image; the format wants a caption per image at least). Each gallery
+ * word (the benchmark is text→image; the format wants a caption per image at least). The first
+ * stage is a random distilled head of 256 dimensions, as an export of a trained model fits
+ * (`--first-stage tranglo`: the pooled vectors, 1,024 dimensions, 4 times the resident bytes); its
+ * vectors are computed from each item's encodings as an export computes them. Each gallery
  * is written once under `--dir`/<size> and reused by later runs (`--rebuild` rewrites it).
  *
  * A server process per size (this file with `--serve <model dir>`) loads the package from disk
@@ -40,10 +44,12 @@ import { createApp } from "../edge/app.ts";
 import { fileAssets } from "../edge/adapters/bun.ts";
 import { Vocabulary } from "../shared/formats/vocab";
 import { REGIONS, sgrafConfig } from "../shared/model/config";
+import { halfToFloat } from "../shared/formats/ndarray";
+import type { EncodedCaptions, EncodedImages } from "../shared/model/inference";
 import { encodeModelPackage, type Gallery, MODEL_JSON, sha256Hex } from "../shared/model/package";
 import { ParamStore } from "../shared/model/params";
 import { captionWords, encodeRegionShard, REGION_SHARD_ITEMS, regionLayout, type RegionGeometry, shardCount, shardItems } from "../shared/model/region-shards";
-import { netTrangloScales, type StageOneVectors, stageOneVectors } from "../shared/model/stage-one";
+import { distilledStage, type FirstStage, netTrangloScales, quantizeVectors, type StageOneHead, type StageOneVectors, trangloStage } from "../shared/model/stage-one";
 import * as tf from "../shared/model/tf";
 import { Random } from "../shared/random";
 import { loadPackage, Pc2Engine } from "../shared/retrieval/pc2-engine.ts";
@@ -68,6 +74,7 @@ const { values } = parseArgs({
     "cache-mb": { type: "string", default: "64" },
     "sim-budget-mb": { type: "string" },
     rebuild: { type: "boolean", default: false },
+    "first-stage": { type: "string", default: "distilled" },
     serve: { type: "string" },
   },
   strict: true,
@@ -94,9 +101,14 @@ function unitRows(rng: Random, n: number, dim: number): Float32Array {
   return out;
 }
 
+/** The distilled head's dimension at the paper's size (docs/performance.md). */
+const HEAD_DIM = 256;
+type StageOneKind = "distilled" | "tranglo";
+
 interface Built {
   images: number;
   nets: string[];
+  firstStage: StageOneKind;
   shardItems: number;
   bytes: number;
   buildS: number;
@@ -104,10 +116,12 @@ interface Built {
 
 /**
  * Writes the model directory of a gallery of `images` images: region shards first, one at a time
- * (each item's vectors copied from a pool of random unit vectors, as float16), then model.json
- * and the resident files through encodeModelPackage (writtenRegions).
+ * (each item's vectors copied from a pool of random unit vectors, as float16), with each item's
+ * first-stage vector computed from them as an export does; then model.json and the resident files
+ * through encodeModelPackage (writtenRegions). `distilled`: a random head of HEAD_DIM (an export
+ * of a trained model fits one), else tranglo.
  */
-async function build(dir: string, images: number, netNames: string[], perShard: number): Promise<Built> {
+async function build(dir: string, images: number, netNames: string[], perShard: number, firstStage: StageOneKind): Promise<Built> {
   const t0 = performance.now();
   rmSync(dir, { recursive: true, force: true });
   mkdirSync(dir, { recursive: true });
@@ -124,31 +138,38 @@ async function build(dir: string, images: number, netNames: string[], perShard: 
   const geo: RegionGeometry = { images, perCaptions: 1, imagesPerShard: perShard, embed: E, lengths, offsets };
   const layout = regionLayout(netNames, images, perShard, "float16");
   const files: Record<string, { bytes: number; sha256: string }> = {};
-  // A pool of unit vectors as float16 bits, and its first-stage vectors per net.
-  const pool = unitRows(rng, POOL, E);
-  const poolHalf = new Uint16Array(encodeRegionShard(pool, new Float32Array(0), "float16").buffer);
-  const scales = await Promise.all(nets.map(netTrangloScales));
-  const poolStageOne = scales.map((s) => stageOneVectors(pool, POOL, s));
+  // A pool of unit vectors as float16 bits, and as the float32 values they stand for.
+  const poolHalf = new Uint16Array(encodeRegionShard(unitRows(rng, POOL, E), new Float32Array(0), "float16").buffer);
+  const pool = Float32Array.from(poolHalf, halfToFloat);
+  const head: StageOneHead | null =
+    firstStage === "distilled" ? { dim: HEAD_DIM, nets: netNames.map(() => ({ images: rng.uniformArray(2 * E * HEAD_DIM, -1, 1), captions: rng.uniformArray(2 * E * HEAD_DIM, -1, 1) })) } : null;
+  const stage: FirstStage = head ? distilledStage(head) : trangloStage(await Promise.all(nets.map(netTrangloScales)));
   const stageOne = { images: [] as StageOneVectors[], captions: [] as StageOneVectors[] };
   let bytes = 0;
   for (const [k, net] of netNames.entries()) {
     for (const side of ["images", "captions"] as const) {
       const count = images; // one caption per image
-      const s1: StageOneVectors = { count, dim: E, values: new Int8Array(count * E), scales: new Float32Array(count) };
+      const D = stage.dim;
+      const s1: StageOneVectors = { count, dim: D, values: new Int8Array(count * D), scales: new Float32Array(count) };
       for (let s = 0; s < shardCount(images, perShard); s++) {
         const [a, b] = shardItems(geo, side, s);
         const rows = side === "images" ? (b - a) * REGIONS : captionWords(geo, a, b);
         const out = new Uint16Array((rows + (b - a)) * E);
-        for (let r = 0; r < rows; r++) {
+        const values = new Float32Array(out.length);
+        for (let r = 0; r < rows + (b - a); r++) {
           const p = rng.nextInt(POOL);
           out.set(poolHalf.subarray(p * E, (p + 1) * E), r * E);
+          values.set(pool.subarray(p * E, (p + 1) * E), r * E);
         }
-        for (let i = a; i < b; i++) {
-          const p = rng.nextInt(POOL);
-          out.set(poolHalf.subarray(p * E, (p + 1) * E), (rows + i - a) * E);
-          s1.values.set(poolStageOne[k].values.subarray(p * E, (p + 1) * E), i * E);
-          s1.scales[i] = poolStageOne[k].scales[p];
-        }
+        // The shard's items as the engine decodes them, and their first-stage vectors.
+        const n = b - a;
+        const emb = values.subarray(0, rows * E);
+        const glo = values.subarray(rows * E);
+        const enc: EncodedImages | EncodedCaptions =
+          side === "images" ? { count: n, embed: E, emb, glo } : { count: n, embed: E, lengths: lengths.slice(a, b), offsets: Int32Array.from(offsets.subarray(a, b), (o) => o - offsets[a]), emb, glo };
+        const v = quantizeVectors(stage.vectors(k, side, enc), n, D);
+        s1.values.set(v.values, a * D);
+        s1.scales.set(v.scales, a);
         const data = new Uint8Array(out.buffer);
         const name = layout.nets[net][side][s];
         writeFileSync(join(dir, name), data);
@@ -168,13 +189,13 @@ async function build(dir: string, images: number, netNames: string[], perShard: 
     tokens,
     stageOne,
   };
-  const pkg = await encodeModelPackage({ config, netNames, nets, dtype: "uint8", vocab: vocab.toJSON(), gallery, writtenRegions: { layout, files } });
+  const pkg = await encodeModelPackage({ config, netNames, nets, dtype: "uint8", vocab: vocab.toJSON(), gallery, writtenRegions: { layout, files }, stageOneHead: head && { head } });
   for (const [name, data] of pkg) {
     writeFileSync(join(dir, name), data);
     bytes += data.length;
   }
   for (const n of nets) n.dispose();
-  const built: Built = { images, nets: netNames, shardItems: perShard, bytes, buildS: (performance.now() - t0) / 1000 };
+  const built: Built = { images, nets: netNames, firstStage, shardItems: perShard, bytes, buildS: (performance.now() - t0) / 1000 };
   writeFileSync(join(dir, "bench.json"), JSON.stringify(built));
   return built;
 }
@@ -222,29 +243,32 @@ function randomQuery(rng: Random): string {
   return Array.from({ length: n }, () => BENCH_WORDS[rng.nextInt(BENCH_WORDS.length)]).join(" ");
 }
 
-async function search(url: string, text: string, shortlist: Shortlist): Promise<void> {
+/** One search; the first stage it used ("distilled", "tranglo", or null for an exhaustive one). */
+async function search(url: string, text: string, shortlist: Shortlist): Promise<string | null> {
   const response = await fetch(`${url}/v1/search/images`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ text, k: K, shortlist }) });
-  const body = (await response.json()) as { results?: unknown[] };
+  const body = (await response.json()) as { results?: unknown[]; shortlist?: { stage: string | null } };
   if (response.status !== 200 || body.results?.length !== K) throw new Error(`POST ${url}/v1/search/images: HTTP ${response.status} ${JSON.stringify(body).slice(0, 300)}`);
+  return body.shortlist?.stage ?? null;
 }
 
 /** `clients` loops until `warmup + measured` answers; latencies of the measured ones. */
-async function run(url: string, clients: number, warmup: number, measured: number, seed: number, shortlist: Shortlist): Promise<number[]> {
+async function run(url: string, clients: number, warmup: number, measured: number, seed: number, shortlist: Shortlist): Promise<{ latencies: number[]; stages: Set<string | null> }> {
   const rng = new Random(seed);
   let issued = 0;
   let answered = 0;
   const out: number[] = [];
+  const stages = new Set<string | null>();
   const client = async () => {
     while (issued < warmup + measured) {
       issued++;
       const t0 = performance.now();
-      await search(url, randomQuery(rng), shortlist);
+      stages.add(await search(url, randomQuery(rng), shortlist));
       answered++;
       if (answered > warmup) out.push(performance.now() - t0);
     }
   };
   await Promise.all(Array.from({ length: clients }, client));
-  return out;
+  return { latencies: out, stages };
 }
 
 /** VmRSS and VmHWM of a process, in MiB. */
@@ -264,9 +288,11 @@ async function main(): Promise<void> {
   const shortlist = positiveInt("shortlist", values.shortlist!);
   const perShard = positiveInt("shard-items", values["shard-items"]!);
   const cacheMb = positiveInt("cache-mb", values["cache-mb"]!, 0);
+  const firstStage = values["first-stage"] as StageOneKind;
+  if (firstStage !== "distilled" && firstStage !== "tranglo") throw new Error(`--first-stage: ${JSON.stringify(firstStage)} is not distilled or tranglo`);
   const cpu = cpus();
   console.log(`machine: ${cpu[0]?.model} × ${cpu.length} logical CPUs, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, ${platform()} ${release()}, Bun ${Bun.version}`);
-  console.log(`paper dims (img_dim 2048, embed 1024, word 300, sim 256); k ${K}; k′ ${shortlist}; shards of ${perShard} images; region cache ${cacheMb} MiB; similarity shard budget ${values["sim-budget-mb"] ?? "256 (default)"} MiB; galleries under ${values.dir}`);
+  console.log(`paper dims (img_dim 2048, embed 1024, word 300, sim 256); k ${K}; k′ ${shortlist}; ${firstStage} first stage; shards of ${perShard} images; region cache ${cacheMb} MiB; similarity shard budget ${values["sim-budget-mb"] ?? "256 (default)"} MiB; galleries under ${values.dir}`);
   console.log(`load average (1, 5, 15 min) at start: ${loadAverage()}`);
   const rows: string[][] = [];
   for (const images of sizes) {
@@ -274,9 +300,9 @@ async function main(): Promise<void> {
     const nets = images <= 1000 ? ["A", "B"] : ["A"];
     const meta = join(dir, "bench.json");
     let built: Built | null = existsSync(meta) && existsSync(join(dir, MODEL_JSON)) ? (JSON.parse(readFileSync(meta, "utf8")) as Built) : null;
-    if (values.rebuild || !built || built.shardItems !== perShard || built.nets.join() !== nets.join()) {
-      console.log(`\n[${images}] writing the gallery (nets ${nets.join("+")}) …`);
-      built = await build(dir, images, nets, perShard);
+    if (values.rebuild || !built || built.shardItems !== perShard || built.nets.join() !== nets.join() || built.firstStage !== firstStage) {
+      console.log(`\n[${images}] writing the gallery (nets ${nets.join("+")}, ${firstStage} first stage) …`);
+      built = await build(dir, images, nets, perShard, firstStage);
       console.log(`[${images}] written: ${(built.bytes / 2 ** 30).toFixed(2)} GiB in ${built.buildS.toFixed(1)} s`);
     } else {
       console.log(`\n[${images}] reusing ${dir} (${(built.bytes / 2 ** 30).toFixed(2)} GiB)`);
@@ -302,7 +328,7 @@ async function main(): Promise<void> {
       if (images <= 1000) plan.push(["all", 1, exhaustiveRequests], ["all", 8, Math.max(8, exhaustiveRequests)]);
       for (const [sl, clients, n] of plan) {
         const load = loadAverage();
-        const lat = await run(url, clients, clients === 1 ? 2 : clients, n, clients * 7 + images, sl);
+        const { latencies: lat, stages } = await run(url, clients, clients === 1 ? 2 : clients, n, clients * 7 + images, sl);
         const m = (await (await fetch(`${url}/bench/memory`)).json()) as { engine: ReturnType<Pc2Engine["memory"]> };
         const mem = procMemory(ready.pid);
         const e = m.engine;
@@ -322,7 +348,7 @@ async function main(): Promise<void> {
           load,
         ];
         rows.push(row);
-        console.log(`[${images}] k′ ${sl}, ${clients} client(s): p50 ${row[5]} ms, p95 ${row[6]} ms; RSS ${row[8]} MiB (peak ${row[9]}); load ${load}`);
+        console.log(`[${images}] k′ ${sl} (first stage: ${[...stages].join(", ") || "none"}), ${clients} client(s): p50 ${row[5]} ms, p95 ${row[6]} ms; RSS ${row[8]} MiB (peak ${row[9]}); load ${load}`);
       }
     } finally {
       await stop();
