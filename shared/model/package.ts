@@ -529,7 +529,7 @@ export async function decodeModelPackage(modelJson: Uint8Array, read: (name: str
     const offsets = new Int32Array(lengths.length);
     for (let i = 1; i < lengths.length; i++) offsets[i] = offsets[i - 1] + lengths[i - 1];
     const words = lengths.reduce((a, b) => a + b, 0);
-    // Every tensor must have the shape the gallery's counts imply: the counts are what the engine indexes by.
+    // With a region store, the encodings stay in their shards (read on demand, verified on every read).
     const regions: StoredRegions | undefined = g.regions && {
       layout: g.regions,
       geometry: { images: g.images, perCaptions: g.perCaptions, imagesPerShard: g.regions.imagesPerShard, embed: E, lengths, offsets },
@@ -538,6 +538,7 @@ export async function decodeModelPackage(modelJson: Uint8Array, read: (name: str
     };
     if (regions) checkRegionLayout(regions.layout, json.nets, regions.geometry, json.files, where);
     const empty = new Float32Array(0);
+    // Every tensor must have the shape the gallery's counts imply: the counts are what the engine indexes by.
     const need = (name: string, shape: number[]) => {
       if (regions) return empty; // in the region shards, read on demand
       const a = ga.get(name);
