@@ -21,6 +21,7 @@ import { memoryAssets } from "../shared/retrieval/assets.ts";
 import { buildBrowserFiles } from "./browser/build.ts";
 import { DEFAULT_EDGE_LIMITS, type EdgeLimits } from "./schemas.ts";
 import { AUTO_SHORTLIST, autoShortlist } from "../shared/retrieval/shortlist.ts";
+import { REGION_CACHE_BYTES } from "../shared/retrieval/region-store.ts";
 
 const D = DEFAULT_EDGE_LIMITS;
 const DEFAULT_WORKERS = 2;
@@ -34,6 +35,9 @@ const USAGE = `usage: bun run edge --model <dir> [--port 8787] [--host 127.0.0.1
                        0 computes on the server's thread, which then answers nothing else meanwhile)
   --nets <A,B>         the package's nets to serve (default all): A alone takes half the memory
                        and half the work of the ensemble; /v1/model lists the nets served
+  --region-cache-mb <n>
+                       each engine's cache of gallery region shards read on demand (default
+                       ${REGION_CACHE_BYTES / 2 ** 20}; a 1,000-image paper-size gallery of two nets is 147 MB)
 
 limits (a request over one is refused, never queued without end):
   --max-work <cells>   most work one request may ask for, estimated before it runs
@@ -56,6 +60,7 @@ function parseCli(argv: string[]) {
     host: { type: "string", default: "127.0.0.1" },
     workers: { type: "string", default: String(DEFAULT_WORKERS) },
     nets: { type: "string" },
+    "region-cache-mb": { type: "string", default: String(REGION_CACHE_BYTES / 2 ** 20) },
     "max-work": { type: "string", default: String(D.maxWork) },
     "max-pending": { type: "string", default: String(D.maxPending) },
     "max-evals": { type: "string", default: String(D.maxEvals) },
@@ -80,6 +85,7 @@ function parseCli(argv: string[]) {
     host: String(values.host),
     workers: intFlag("workers", values.workers, 0, 64),
     nets: values.nets === undefined ? undefined : netsFlag(String(values.nets)),
+    regionCacheBytes: intFlag("region-cache-mb", values["region-cache-mb"], 0, 65536) * 2 ** 20,
     limits,
   };
 }
@@ -98,13 +104,13 @@ function shortlistFlag(value: string, max: number): number | "all" {
 }
 
 /** The engine: a pool of workers, or one on this thread (`--workers 0`). */
-async function startEngine(model: string, workers: number, nets?: string[]): Promise<{ engine: RetrievalEngine; digest: string }> {
+async function startEngine(model: string, workers: number, nets: string[] | undefined, regionCacheBytes: number): Promise<{ engine: RetrievalEngine; digest: string }> {
   if (workers > 0) {
-    const pool = await EnginePool.start({ modelDir: model, workers, nets });
+    const pool = await EnginePool.start({ modelDir: model, workers, nets, regionCacheBytes });
     return { engine: pool, digest: pool.digest };
   }
   await initWasmBackend({ bytes: await tfjsWasmBytes(), bmm: loadNativeBmm() });
-  const engine = new Pc2Engine(await loadPackage(fileAssets(model), model, { nets }));
+  const engine = new Pc2Engine(await loadPackage(fileAssets(model), model, { nets }), { regionCacheBytes });
   return { engine, digest: engine.pkg.json.digest };
 }
 
@@ -118,7 +124,7 @@ async function main(): Promise<number> {
   if (!info?.isDirectory()) throw new CliError(`--model: ${cli.model} is not a directory`);
   let started;
   try {
-    started = await startEngine(cli.model, cli.workers, cli.nets);
+    started = await startEngine(cli.model, cli.workers, cli.nets, cli.regionCacheBytes);
   } catch (error) {
     throw new CliError(`cannot load the model in ${cli.model}: ${(error as Error).message}`, false);
   }

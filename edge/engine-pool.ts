@@ -19,6 +19,8 @@ export interface EnginePoolOptions {
   modelDir: string;
   /** The nets to serve (default: all of the package's). */
   nets?: string[];
+  /** Each worker's cache of gallery region shards (region-store.ts REGION_CACHE_BYTES when absent). */
+  regionCacheBytes?: number;
   /** Workers, each an engine computing one call at a time. */
   workers: number;
   /** Shard budget of each worker's similarity computations. */
@@ -224,6 +226,6 @@ function spawn(options: EnginePoolOptions): Promise<{ slot: Slot; shape: EngineS
       worker.terminate();
       reject(new Error(`engine worker failed to start: ${event.message}`));
     };
-    worker.postMessage({ type: "load", modelDir: options.modelDir, nets: options.nets, shard: options.shard ?? { budgetBytes: POOL_SHARD_BYTES } } satisfies ToWorker);
+    worker.postMessage({ type: "load", modelDir: options.modelDir, nets: options.nets, regionCacheBytes: options.regionCacheBytes, shard: options.shard ?? { budgetBytes: POOL_SHARD_BYTES } } satisfies ToWorker);
   });
 }

@@ -22,6 +22,7 @@ import { bucketAssets, workersAssets, type AssetSource, type AssetsBinding, type
 import { BROWSER_ASSETS_PREFIX } from "./browser/files.ts";
 import type { EngineLoader } from "../shared/retrieval/engine.ts";
 import { loadPc2Engine } from "../shared/retrieval/pc2-engine.ts";
+import { WORKER_REGION_CACHE_BYTES } from "../shared/retrieval/region-store.ts";
 import { configureJieba, type JiebaSource } from "../shared/text/jieba.ts";
 import { initWasmBackend } from "./tfjs-wasm.ts";
 import { WORKER_WITHOUT_JIEBA } from "./worker-text.ts";
@@ -54,7 +55,7 @@ export function createWorker(loader: EngineLoader, limits?: EdgeAppOptions["limi
         browserAssets: env.ASSETS ? workersAssets(env.ASSETS, BROWSER_ASSETS_PREFIX) : undefined,
         loadEngine: async () => {
           await initWasmBackend({ module: wasmModule, bmm: bmmModule });
-          return loader(modelAssets(env), { nets: env.MODEL_NETS ? env.MODEL_NETS.split(",").map((n) => n.trim()) : undefined });
+          return loader(modelAssets(env), { nets: env.MODEL_NETS ? env.MODEL_NETS.split(",").map((n) => n.trim()) : undefined, regionCacheBytes: WORKER_REGION_CACHE_BYTES });
         },
       });
       return app.fetch(request, env, ctx);

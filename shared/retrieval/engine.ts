@@ -117,7 +117,7 @@ export interface RetrievalEngine {
 }
 
 /** Turns the model's files into an engine; the runtime adapters supply the AssetSource. */
-export type EngineLoader = (assets: AssetSource, options?: { nets?: string[] }) => Promise<RetrievalEngine>;
+export type EngineLoader = (assets: AssetSource, options?: { nets?: string[]; regionCacheBytes?: number }) => Promise<RetrievalEngine>;
 
 /**
  * Thrown by an engine for a request it cannot serve because of the request itself, found only

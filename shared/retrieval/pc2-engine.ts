@@ -370,4 +370,4 @@ export async function loadPackage(assets: AssetSource, source = "model", options
   );
 }
 
-export const loadPc2Engine: EngineLoader = async (assets, options) => new Pc2Engine(await loadPackage(assets, "model", options));
+export const loadPc2Engine: EngineLoader = async (assets, options) => new Pc2Engine(await loadPackage(assets, "model", options), { regionCacheBytes: options?.regionCacheBytes });

@@ -18,8 +18,16 @@ import type { Gallery } from "../model/package";
 import { captionWords, type RegionSide, shardItems, shardValues, type StoredRegions } from "../model/region-shards";
 import { EngineStorageError } from "./engine.ts";
 
-/** Default byte budget of the shard cache. */
-export const REGION_CACHE_BYTES = 64 * 2 ** 20;
+/**
+ * Default byte budget of the shard cache: a 1,000-image paper-size gallery of two nets (147 MB of
+ * float16 shards) stays whole in it. With 64 MB every k′ = 128 search re-read and re-verified
+ * about 180 shards (106 MB): p50 354 ms against 265 ms (benchmarks/gallery_scale.ts, quiet).
+ * A server short of memory passes less (`bun run edge --region-cache-mb`; a Worker: 16 MB).
+ */
+export const REGION_CACHE_BYTES = 256 * 2 ** 20;
+
+/** The shard cache of a Workers isolate (128 MB for everything). */
+export const WORKER_REGION_CACHE_BYTES = 16 * 2 ** 20;
 /** Shards read from the source at once by one request. */
 const READS_IN_FLIGHT = 4;
 
