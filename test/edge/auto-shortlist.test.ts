@@ -78,3 +78,18 @@ describe("--shortlist auto (the default)", () => {
     expect(all.shortlist).toEqual({ used: "all", stage: null, scored: 500 });
   }, 120_000);
 });
+
+describe("--nets", () => {
+  test("serves the nets named (net A alone here), and refuses a malformed list at start", async () => {
+    const server = await startEdge(dirs.head, 60_000, ["--workers", "1", "--nets", "A"]);
+    try {
+      const model = (await (await fetch(`${server.url}/v1/model`)).json()) as { nets: string[] };
+      expect(model.nets).toEqual(["A"]);
+      expect(server.logs()).toContain("nets A, default shortlist 128");
+    } finally {
+      await server.stop();
+    }
+    await expect(startEdge(dirs.head, 60_000, ["--nets", "A,,B"])).rejects.toThrow('--nets: invalid value "A,,B"');
+    await expect(startEdge(dirs.head, 60_000, ["--nets", "C"])).rejects.toThrow("the model's nets are A, B; asked for C");
+  }, 120_000);
+});
