@@ -55,7 +55,7 @@ import { Random } from "../shared/random";
 import { loadPackage, Pc2Engine } from "../shared/retrieval/pc2-engine.ts";
 import { initBackend } from "../trainer/backend";
 import { spawnUntilReady } from "./support/edge_process";
-import { PRESETS } from "./support/edge_server.ts";
+import { PRESETS, unitRows } from "./support/edge_server.ts";
 import { loadAverage, percentile } from "./support/stats";
 import { BENCH_WORDS } from "./support/words.ts";
 
@@ -87,19 +87,6 @@ function positiveInt(flag: string, raw: string, min = 1): number {
 }
 
 // --- building ----------------------------------------------------------------------------------
-
-/** n random unit rows of `dim` values. */
-function unitRows(rng: Random, n: number, dim: number): Float32Array {
-  const out = rng.uniformArray(n * dim, -1, 1);
-  for (let r = 0; r < n; r++) {
-    const row = out.subarray(r * dim, (r + 1) * dim);
-    let sq = 0;
-    for (let i = 0; i < dim; i++) sq += row[i] * row[i];
-    const norm = Math.sqrt(sq);
-    for (let i = 0; i < dim; i++) row[i] /= norm;
-  }
-  return out;
-}
 
 /** The distilled head's dimension at the paper's size (docs/performance.md). */
 const HEAD_DIM = 256;

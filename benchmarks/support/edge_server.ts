@@ -63,7 +63,7 @@ function randomCaption(rng: Random, vocab: Vocabulary): number[] {
 }
 
 /** n rows of `dim` values, each row a random unit vector. */
-function unitRows(rng: Random, n: number, dim: number): Float32Array {
+export function unitRows(rng: Random, n: number, dim: number): Float32Array {
   const out = rng.uniformArray(n * dim, -1, 1);
   for (let r = 0; r < n; r++) {
     const row = out.subarray(r * dim, (r + 1) * dim);
