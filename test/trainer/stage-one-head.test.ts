@@ -79,6 +79,15 @@ describe("fitStageOneHead", () => {
     }
   }, 60_000);
 
+  test("one caption per image (CC152K and NoW files): the fit works the same way", async () => {
+    // The first caption of each of the first FIT_IMAGES training images, as a file of one caption per image would hold.
+    const captions = Array.from({ length: FIT_IMAGES }, (_, i) => train.captions[i * train.imDiv]);
+    const r = await fitStageOneHead([pkg.nets[1]], { captions, images: train.images, imDiv: 1, length: FIT_IMAGES }, { images: FIT_IMAGES });
+    expect([r.fit.images, r.fit.captions, r.fit.heldOutImages]).toEqual([FIT_IMAGES, FIT_IMAGES, 15]);
+    expect(r.fit.nets[0].learned).toBe(true);
+    expect(r.head!.nets[0].images.length).toBe(2 * pkg.config.embed_size * r.head!.dim);
+  }, 60_000);
+
   test("stops at the pause that throws (Ctrl-C) and leaves no tensor behind", async () => {
     const before = tf.memory().numTensors;
     let pauses = 0;
