@@ -2,7 +2,7 @@
  * The memory of a paper-size model loaded for serving (issue 13, "a Worker that fits"): a random
  * paper-size package (img 2048, embed 1024, word 300, sim 256, vocabulary 8,481, uint8 weights, no
  * gallery) written once, then loaded in a fresh process per configuration (all nets or net A
- * alone, with or without the kept transposes), reporting the wasm heap of the tfjs backend (where
+ * alone; transposes kept, made per call, or kept in the weights' place), reporting the wasm heap of the tfjs backend (where
  * the weights live) after the load and after a query's work (a caption encoded and scored against
  * 128 images per net, under a 16 MB shard budget), and the process's peak and current RSS.
  *
@@ -31,7 +31,8 @@ if (args.child) {
   const [which, keep] = args.child.split(":");
   const nets = which === "all" ? undefined : which.split(",");
   const t0 = performance.now();
-  const pkg = await loadPackage(fileAssets(dir), dir, { nets, keepTransposes: keep !== "lean" });
+  const transposes = (keep ?? "keep") as "keep" | "replace" | "per-call";
+  const pkg = await loadPackage(fileAssets(dir), dir, { nets, transposes });
   const seconds = (performance.now() - t0) / 1000;
   Bun.gc(true);
   const { encodeCaptionsAsync, ensembleSimilarityAsync } = await import("../shared/model/inference");
@@ -50,14 +51,14 @@ if (args.child) {
     caps.push(await encodeCaptionsAsync(p, tokens, Int32Array.from([12])));
     imgs.push({ count: 128, embed: E, emb: rng.uniformArray(128 * 36 * E, -0.05, 0.05), glo: rng.uniformArray(128 * E, -0.05, 0.05) });
   }
-  await ensembleSimilarityAsync(pkg.nets, (n) => imgs[n], (n) => caps[n], { budgetBytes: 16 * 2 ** 20 });
+  await ensembleSimilarityAsync(pkg.nets, (n) => imgs[n], (n) => caps[n], { budgetBytes: Number(process.env.BUDGET_MB ?? 16) * 2 ** 20 });
   const querySeconds = (performance.now() - q0) / 1000;
   const backend = tf.backend() as unknown as { wasm?: { HEAPU8?: Uint8Array } };
   const status = (key: string) => Number(/\d+/.exec(require("node:fs").readFileSync("/proc/self/status", "utf8").split("\n").find((l: string) => l.startsWith(key)) ?? "0")![0]) / 1024;
   console.log(
     JSON.stringify({
       nets: pkg.netNames,
-      keepTransposes: keep !== "lean",
+      transposes,
       seconds,
       querySeconds,
       loadedWasmMB: loadedWasm,
@@ -84,12 +85,12 @@ if (!existsSync(join(dir, "model.json"))) {
   console.log(`wrote a paper-size package to ${dir}: ${[...files.values()].reduce((s, b) => s + b.length, 0) / 1e6} MB`);
 }
 
-for (const nets of ["A", "A:lean", "all"]) {
+for (const nets of ["A", "A:per-call", "A:replace", "all", "all:replace"]) {
   const p = Bun.spawn([process.execPath, import.meta.path, "--dir", dir, "--child", nets], { stdout: "pipe", stderr: "inherit" });
   const out = await new Response(p.stdout).text();
   await p.exited;
   const r = JSON.parse(out.trim().split("\n").at(-1)!);
   console.log(
-    `nets ${r.nets.join("+")}${r.keepTransposes ? "" : ", no kept transposes"}: load ${r.seconds.toFixed(1)} s, wasm heap ${r.loadedWasmMB.toFixed(0)} MB; after a query's work (${r.querySeconds.toFixed(2)} s): wasm heap ${r.wasmHeapMB.toFixed(0)} MB (tensors ${r.tensorMB.toFixed(0)} MB), peak RSS ${r.peakRssMB.toFixed(0)} MB, RSS ${r.rssMB.toFixed(0)} MB`,
+    `nets ${r.nets.join("+")}, transposes ${r.transposes}: load ${r.seconds.toFixed(1)} s, wasm heap ${r.loadedWasmMB.toFixed(0)} MB; after a query's work (${r.querySeconds.toFixed(2)} s): wasm heap ${r.wasmHeapMB.toFixed(0)} MB (tensors ${r.tensorMB.toFixed(0)} MB), peak RSS ${r.peakRssMB.toFixed(0)} MB, RSS ${r.rssMB.toFixed(0)} MB`,
   );
 }

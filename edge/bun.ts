@@ -110,7 +110,7 @@ async function startEngine(model: string, workers: number, nets: string[] | unde
     return { engine: pool, digest: pool.digest };
   }
   await initWasmBackend({ bytes: await tfjsWasmBytes(), bmm: loadNativeBmm() });
-  const engine = new Pc2Engine(await loadPackage(fileAssets(model), model, { nets }), { regionCacheBytes });
+  const engine = new Pc2Engine(await loadPackage(fileAssets(model), model, { nets, transposes: "replace" }), { regionCacheBytes });
   return { engine, digest: engine.pkg.json.digest };
 }
 

@@ -47,7 +47,7 @@ self.onmessage = async (event: MessageEvent<ToWorker>) => {
       await initWasmBackend({ bytes: await tfjsWasmBytes(), bmm: loadNativeBmm() });
       // A quick collection between batches keeps a 256-pair score's garbage from piling up
       // (pc2-engine.ts, betweenBatches): without it the worker grows by ~150 MB during one.
-      const e = new Pc2Engine(await loadPackage(fileAssets(m.modelDir), m.modelDir, { nets: m.nets }), { shard: m.shard, regionCacheBytes: m.regionCacheBytes, betweenBatches: () => Bun.gc(false) });
+      const e = new Pc2Engine(await loadPackage(fileAssets(m.modelDir), m.modelDir, { nets: m.nets, transposes: "replace" }), { shard: m.shard, regionCacheBytes: m.regionCacheBytes, betweenBatches: () => Bun.gc(false) });
       engine = e;
       post({ type: "ready", info: e.info(), imgDim: e.imgDim, regions: e.regions, vocabSize: e.vocabSize, maxTokens: e.maxTokens, digest: e.pkg.json.digest });
     } catch (error) {

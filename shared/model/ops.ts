@@ -43,9 +43,16 @@ export function bmm(a: tf.Tensor3D, b: tf.Tensor3D): tf.Tensor3D {
  * of an 82 ms query encoding transposing its 3072 × 1024 weight_hh.
  */
 const frozenTransposes = new WeakMap<tf.Tensor, tf.Tensor | null>();
+/** Frozen weights whose values go once their transpose is made: only the transpose is ever used. */
+const replacedByTranspose = new WeakSet<tf.Tensor>();
 
-export function freezeWeight(w: tf.Tensor): void {
+/**
+ * Marks a weight frozen. With `replace`, its values are released once its transpose is made, so
+ * that it costs its bytes once, not twice: for weights that are only ever used transposed.
+ */
+export function freezeWeight(w: tf.Tensor, replace = false): void {
   if (!frozenTransposes.has(w)) frozenTransposes.set(w, null);
+  if (replace) replacedByTranspose.add(w);
 }
 
 export function releaseWeight(w: tf.Tensor): void {
@@ -60,6 +67,7 @@ export function transposeOf(w: tf.Tensor): tf.Tensor {
   if (!t || t.isDisposed) {
     t = tf.keep(tf.transpose(w));
     frozenTransposes.set(w, t);
+    if (replacedByTranspose.delete(w)) w.dispose(); // its shape stays readable, its values go
   }
   return t;
 }

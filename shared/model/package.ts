@@ -399,11 +399,13 @@ export interface DecodeOptions {
    */
   nets?: readonly string[];
   /**
-   * Keep each weight's transpose once made (ParamStore.freeze; default true): a paper-size query
-   * encodes 1.5× faster, but every linear weight used transposed is then held twice. A server short
-   * of memory (a Worker's 128 MB) passes false.
+   * What becomes of a weight's transpose once made (ParamStore.freeze): "keep" (the default) keeps
+   * it beside the weight, so that a paper-size query encodes 1.5× faster, but each such weight is
+   * held twice; "replace" keeps the transpose in the weight's place (the same speed, one copy; the
+   * nets can then not be exported again); "per-call" makes it anew each time (one copy, slower,
+   * and each call allocates a transpose).
    */
-  keepTransposes?: boolean;
+  transposes?: "keep" | "replace" | "per-call";
 }
 
 /**
@@ -493,7 +495,8 @@ export async function decodeModelPackage(modelJson: Uint8Array, read: (name: str
   // A package is an inference model: its weights never change, so their transposes may be kept.
   const nets = asked.map((n) => {
     const p = ParamStore.fromArrays(json.config, arrays, `${source}/${MODEL_JSON}`, `${n}.`, true);
-    return options.keepTransposes === false ? p : p.freeze();
+    const mode = options.transposes ?? "keep";
+    return mode === "per-call" ? p : p.freeze(mode);
   });
   arrays.clear();
   weights.clear();

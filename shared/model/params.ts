@@ -117,6 +117,9 @@ export function inferenceSpecs(cfg: SgrafConfig): ParamSpec[] {
   return paramSpecs(cfg).filter((s) => !trainingOnly(s.name));
 }
 
+/** 2-D weights that inference reads as they are: the word embeddings (gathered) and tranglo's weight (stage-one.ts). */
+const READ_UNTRANSPOSED = new Set(["txt_enc.embed.weight", "sim_enc.sim_tranglo_w.weight"]);
+
 function initValues(spec: ParamSpec, rng: Random): Float32Array {
   const n = numel(spec.shape);
   const init = spec.init;
@@ -237,9 +240,12 @@ export class ParamStore {
   /**
    * Marks these parameters as an inference model's, never to change again: the products that use a
    * weight transposed keep its transpose (ops.ts transposeOf). Nothing may assign to them after.
+   * "replace" also releases each such weight's own values once its transpose is made (inference
+   * reads every 2-D weight transposed but the two in READ_UNTRANSPOSED), for half the memory of
+   * "keep" at its speed; the weights can then no longer be read back (no export from them).
    */
-  freeze(): this {
-    for (const v of this.vars.values()) if (v.rank === 2) freezeWeight(v);
+  freeze(mode: "keep" | "replace" = "keep"): this {
+    for (const [name, v] of this.vars) if (v.rank === 2) freezeWeight(v, mode === "replace" && !READ_UNTRANSPOSED.has(name));
     return this;
   }
 

@@ -370,4 +370,5 @@ export async function loadPackage(assets: AssetSource, source = "model", options
   );
 }
 
-export const loadPc2Engine: EngineLoader = async (assets, options) => new Pc2Engine(await loadPackage(assets, "model", options), { regionCacheBytes: options?.regionCacheBytes });
+/** The edge's engine: the weights serve retrieval only, so each one used transposed gives its place to its transpose. */
+export const loadPc2Engine: EngineLoader = async (assets, options) => new Pc2Engine(await loadPackage(assets, "model", { ...options, transposes: "replace" }), { regionCacheBytes: options?.regionCacheBytes });

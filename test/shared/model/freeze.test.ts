@@ -53,5 +53,29 @@ for (const backend of ["wasm", "cpu"] as const) {
         expect(kept).toBeGreaterThanOrEqual(1);
       });
     }
+
+    test("replace: the same similarities with each transposed weight's values released, one copy of it kept", () => {
+      if (backend === "wasm") setWasmTransposedMatMulFast(false);
+      const cfg = sgrafConfig({ img_dim: 12, embed_size: 8, word_dim: 6, sim_dim: 4, proj_dim: 3, vocab_size: 30, module_name: "SGR" });
+      const plain = ParamStore.init(cfg, new Random(5));
+      const replaced = ParamStore.init(cfg, new Random(5)).freeze("replace");
+      const rng = new Random(4);
+      const images = rng.uniformArray(2 * 36 * 12, 0, 2);
+      const lengths = Int32Array.from([3, 5]);
+      const tokens = Int32Array.from([1, 2, 3, 0, 0, 4, 5, 6, 7, 8]);
+      const score = (p: ParamStore) => similarityMatrix(p, encodeImages(p, images, 2), encodeCaptions(p, tokens, lengths));
+      const bytesBefore = tf.memory().numBytes;
+      expect(Array.from(score(replaced))).toEqual(Array.from(score(plain)));
+      // weight_hh was transposed: its own values are gone, its transpose serves.
+      expect(replaced.get("txt_enc.cap_rnn.weight_hh_l0").isDisposed).toBe(true);
+      // The word embeddings (gathered) and tranglo's weight (read by the first stage) are never replaced.
+      expect(replaced.get("txt_enc.embed.weight").isDisposed).toBe(false);
+      expect(replaced.get("sim_enc.sim_tranglo_w.weight").isDisposed).toBe(false);
+      expect(Array.from(score(replaced))).toEqual(Array.from(score(plain)));
+      // Every transpose took its weight's place, but tranglo's (kept for the first stage): no byte more than that one.
+      expect(tf.memory().numBytes).toBeLessThanOrEqual(bytesBefore + replaced.get("sim_enc.sim_tranglo_w.weight").size * 4);
+      replaced.dispose();
+      plain.dispose();
+    });
   });
 }
