@@ -144,11 +144,21 @@ export function concatImages(parts: EncodedImages[]): EncodedImages {
   return { count: parts.reduce((a, q) => a + q.count, 0), embed: E, emb: concatF32(parts.map((q) => q.emb)), glo: concatF32(parts.map((q) => q.glo)) };
 }
 
+/** Where each caption's words start when captions of these lengths are packed one after another, and the words in all. */
+export function wordOffsets(lengths: ArrayLike<number>): { offsets: Int32Array; words: number } {
+  const offsets = new Int32Array(lengths.length);
+  let words = 0;
+  for (let i = 0; i < lengths.length; i++) {
+    offsets[i] = words;
+    words += lengths[i];
+  }
+  return { offsets, words };
+}
+
 export function concatCaptions(parts: EncodedCaptions[]): EncodedCaptions {
   const E = parts[0]?.embed ?? 0;
   const lengths = Int32Array.from(parts.flatMap((q) => Array.from(q.lengths)));
-  const offsets = new Int32Array(lengths.length);
-  for (let i = 1; i < lengths.length; i++) offsets[i] = offsets[i - 1] + lengths[i - 1];
+  const { offsets } = wordOffsets(lengths);
   return { count: lengths.length, embed: E, lengths, offsets, emb: concatF32(parts.map((q) => q.emb)), glo: concatF32(parts.map((q) => q.glo)) };
 }
 
@@ -181,9 +191,8 @@ export function selectCaptions(enc: EncodedCaptions, indices: ArrayLike<number>)
   const E = enc.embed;
   const n = indices.length;
   const lengths = Int32Array.from({ length: n }, (_, i) => enc.lengths[indices[i]]);
-  const offsets = new Int32Array(n);
-  for (let i = 1; i < n; i++) offsets[i] = offsets[i - 1] + lengths[i - 1];
-  const emb = new Float32Array((n > 0 ? offsets[n - 1] + lengths[n - 1] : 0) * E);
+  const { offsets, words } = wordOffsets(lengths);
+  const emb = new Float32Array(words * E);
   const glo = new Float32Array(n * E);
   for (let i = 0; i < n; i++) {
     const j = indices[i];

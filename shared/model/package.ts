@@ -32,7 +32,7 @@ import { FormatError, floatToHalf as toHalf, halfToFloat } from "../formats/ndar
 import { type VocabFile, VocabFileSchema } from "../formats/vocab";
 import { NLTK_SPEC, type TextSpec, TextSpecSchema, type TokenizerSpec } from "../text/text-tokenizer";
 import { REGIONS, type SgrafConfig, SgrafConfigSchema } from "./config";
-import type { EncodedCaptions, EncodedImages } from "./inference";
+import { type EncodedCaptions, type EncodedImages, wordOffsets } from "./inference";
 import { checkRegionLayout, REGION_SHARD_ITEMS, type RegionLayout, RegionLayoutSchema, type StoredRegions, writeRegionShards } from "./region-shards";
 import { ParamStore, trainingOnly } from "./params";
 import { type FirstStage, type StageOneHead, type StageOneVectors, distilledStage, netTrangloScales, quantizeVectors, trangloStage } from "./stage-one";
@@ -458,7 +458,7 @@ export async function decodeModelPackage(modelJson: Uint8Array, read: (name: str
    * are skipped, never decoded.
    */
   const decodeGroups = async (groups: ModelJson["weightsManifest"], want: (name: string) => boolean = () => true) => {
-    const out = new Map<string, { shape: number[]; readonly data: Float32Array }>();
+    const out = new Map<string, { dtype: "float32"; shape: number[]; readonly data: Float32Array }>();
     for (const g of groups) {
       const parts = await Promise.all(g.paths.map(file));
       const total = parts.reduce((s, p) => s + p.length, 0);
@@ -476,6 +476,7 @@ export async function decodeModelPackage(modelJson: Uint8Array, read: (name: str
         if (want(w.name)) {
           const at = offset;
           out.set(w.name, {
+            dtype: "float32",
             shape: w.shape,
             get data() {
               return decodeEntry(buf.subarray(at, at + size), w);
@@ -491,14 +492,12 @@ export async function decodeModelPackage(modelJson: Uint8Array, read: (name: str
     const n = ofAsked(name);
     return n !== undefined && !trainingOnly(name.slice(n.length + 1));
   });
-  const arrays = new Map([...weights].map(([k, a]) => [k, { dtype: "float32" as const, shape: a.shape, get data() { return a.data; } }]));
   // A package is an inference model: its weights never change, so their transposes may be kept.
   const nets = asked.map((n) => {
-    const p = ParamStore.fromArrays(json.config, arrays, `${source}/${MODEL_JSON}`, `${n}.`, true);
+    const p = ParamStore.fromArrays(json.config, weights, `${source}/${MODEL_JSON}`, `${n}.`, true);
     const mode = options.transposes ?? "keep";
     return mode === "per-call" ? p : p.freeze(mode);
   });
-  arrays.clear();
   weights.clear();
   let vocab: VocabFile | null = null;
   if (json.text.kind === "words") {
@@ -529,9 +528,7 @@ export async function decodeModelPackage(modelJson: Uint8Array, read: (name: str
     if (texts.tokens.length !== g.captions) throw new FormatError(`${source}/${g.texts}`, `${texts.tokens.length} captions, model.json says ${g.captions}`);
     const E = json.config.embed_size;
     const lengths = Int32Array.from(texts.tokens, (t) => t.length);
-    const offsets = new Int32Array(lengths.length);
-    for (let i = 1; i < lengths.length; i++) offsets[i] = offsets[i - 1] + lengths[i - 1];
-    const words = lengths.reduce((a, b) => a + b, 0);
+    const { offsets, words } = wordOffsets(lengths);
     // With a region store, the encodings stay in their shards (read on demand, verified on every read).
     const regions: StoredRegions | undefined = g.regions && {
       layout: g.regions,

@@ -88,11 +88,6 @@ export function weighted(glo: Float32Array, count: number, scales: Float32Array)
   return out;
 }
 
-/** Pooled vectors [count, E] as int8 u-vectors (tranglo). */
-export function stageOneVectors(glo: Float32Array, count: number, scales: Float32Array): StageOneVectors {
-  return quantizeVectors(weighted(glo, count, scales), count, scales.length);
-}
-
 /** Float32 vectors [count, E] as int8, each row scaled so that its largest |value| is 127. */
 export function quantizeVectors(u: Float32Array, count: number, E: number): StageOneVectors {
   const values = new Int8Array(count * E);

@@ -13,7 +13,7 @@
  * the file.
  */
 import { REGIONS } from "../model/config";
-import { type EncodedCaptions, type EncodedImages, selectCaptions, selectImages, sliceCaptions } from "../model/inference";
+import { type EncodedCaptions, type EncodedImages, selectCaptions, selectImages, sliceCaptions, wordOffsets } from "../model/inference";
 import type { Gallery } from "../model/package";
 import { captionWords, type RegionSide, shardItems, shardValues, type StoredRegions } from "../model/region-shards";
 import { EngineStorageError } from "./engine.ts";
@@ -218,9 +218,8 @@ export class ShardedRegions implements GalleryRegions {
     const E = geo.embed;
     const n = indices.length;
     const lengths = Int32Array.from({ length: n }, (_, i) => geo.lengths[indices[i]]);
-    const offsets = new Int32Array(n);
-    for (let i = 1; i < n; i++) offsets[i] = offsets[i - 1] + lengths[i - 1];
-    const emb = new Float32Array((n > 0 ? offsets[n - 1] + lengths[n - 1] : 0) * E);
+    const { offsets, words } = wordOffsets(lengths);
+    const emb = new Float32Array(words * E);
     const glo = new Float32Array(n * E);
     await this.eachShard(net, "captions", indices, (values, first, end, positions) => {
       const gloAt = captionWords(geo, first, end) * E;

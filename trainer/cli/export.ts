@@ -84,8 +84,8 @@ async function exportCommand(argv: string[]): Promise<number> {
     // The run's --tokenizer_json goes with the run's data, as the other data flags do.
     const tokenizerJson = values.tokenizer_json ?? (explicit ? undefined : run.tokenizer_json);
     const text = packagedText({ dataName: data.data_name, tokenizer: data.tokenizer, vocab, tokenizerJson: tokenizerJson ? String(tokenizerJson) : undefined });
-    const gallery = values.gallery ? loadSplit({ dataPath: data.data_path, dataName: data.data_name, split: values.gallery as Split, vocab, vocabSize, tokenizer: data.tokenizer, imgDim: model.config.img_dim }) : null;
     const load = (split: Split) => loadSplit({ dataPath: data.data_path, dataName: data.data_name, split, vocab, vocabSize, tokenizer: data.tokenizer, imgDim: model.config.img_dim });
+    const gallery = values.gallery ? load(values.gallery as Split) : null;
     let headFrom = null;
     if (headImages > 0) {
       try {

@@ -5,7 +5,7 @@
  */
 import { describe, expect, test } from "bun:test";
 import { Random } from "../../../shared/random";
-import { dequantize, distilledStage, headFeatures, quantizeVectors, stageOneIndex, stageOneScores, stageOneVectors, trangloScales, weighted } from "../../../shared/model/stage-one";
+import { dequantize, distilledStage, headFeatures, quantizeVectors, stageOneIndex, stageOneScores, trangloScales, weighted } from "../../../shared/model/stage-one";
 
 const E = 24;
 const S = 7;
@@ -32,7 +32,7 @@ describe("stage one", () => {
   test("int8 vectors: each row's largest value is ±127 steps, every value within half a step", () => {
     const glo = rng.uniformArray(5 * E, -1, 1);
     const scales = trangloScales(W[0], E);
-    const v = stageOneVectors(glo, 5, scales);
+    const v = quantizeVectors(weighted(glo, 5, scales), 5, E);
     const u = weighted(glo, 5, scales);
     const back = dequantize(v);
     for (let i = 0; i < 5; i++) {
@@ -47,7 +47,7 @@ describe("stage one", () => {
     const queries = [rng.uniformArray(nQ * E, -1, 1), rng.uniformArray(nQ * E, -1, 1)];
     const items = [rng.uniformArray(nG * E, -1, 1), rng.uniformArray(nG * E, -1, 1)];
     const scales = W.map((w) => trangloScales(w, E));
-    const index = stageOneIndex(items.map((g, n) => stageOneVectors(g, nG, scales[n])));
+    const index = stageOneIndex(items.map((g, n) => quantizeVectors(weighted(g, nG, scales[n]), nG, E)));
     const got = stageOneScores(queries.map((q, n) => weighted(q, nQ, scales[n])), nQ, index);
     // The reference on the items as the index holds them (int8, back in x-space).
     const held = index.nets.map((v, n) => Float32Array.from(dequantize(v), (x, j) => x / scales[n][j % E]));
@@ -63,7 +63,7 @@ describe("stage one", () => {
   });
 
   test("one query set per net", () => {
-    const index = stageOneIndex([stageOneVectors(new Float32Array(E), 1, trangloScales(W[0], E))]);
+    const index = stageOneIndex([quantizeVectors(new Float32Array(E), 1, E)]);
     expect(() => stageOneScores([new Float32Array(E), new Float32Array(E)], 1, index)).toThrow("2 query sets for 1 nets");
   });
 });

@@ -8,7 +8,7 @@ import { beforeAll, describe, expect, test } from "bun:test";
 import { resolve } from "node:path";
 import { encodeCaptions, selectImages, sliceCaptions } from "../../../shared/model/inference";
 import type { Gallery, ModelPackage } from "../../../shared/model/package";
-import { dequantize, stageOneVectors, TRANGLO_WEIGHT, trangloScales } from "../../../shared/model/stage-one";
+import { dequantize, quantizeVectors, TRANGLO_WEIGHT, trangloScales, weighted } from "../../../shared/model/stage-one";
 import { EngineInputError } from "../../../shared/retrieval/engine";
 import { Pc2Engine } from "../../../shared/retrieval/pc2-engine";
 import { initBackend } from "../../../trainer/backend";
@@ -92,7 +92,7 @@ describe("two-stage search", () => {
     const items = gallery[side];
     const score = new Float32Array(items[0].count);
     items.forEach((enc, n) => {
-      const v = stageOneVectors(enc.glo, enc.count, scales[n]);
+      const v = quantizeVectors(weighted(enc.glo, enc.count, scales[n]), enc.count, enc.embed);
       const u = dequantize(v);
       const E = v.dim;
       for (let i = 0; i < enc.count; i++) for (let e = 0; e < E; e++) score[i] -= (glo[n][e] * scales[n][e] - u[i * E + e]) ** 2;
