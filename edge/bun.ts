@@ -8,7 +8,8 @@
  * so that no request's computation blocks the thread that answers the others; `--workers 0`
  * computes on the server's own thread instead.
  */
-import { CliError, intFlag, parseFlags, runCli } from "../shared/cli.ts";
+import { choiceFlag, CliError, intFlag, parseFlags, runCli } from "../shared/cli.ts";
+import { WEIGHT_HOLDINGS, type WeightHolding } from "../shared/model/package.ts";
 import { stat } from "node:fs/promises";
 import { createApp } from "./app.ts";
 import { fileAssets, tfjsWasmBytes } from "./adapters/bun.ts";
@@ -35,6 +36,10 @@ const USAGE = `usage: bun run edge --model <dir> [--port 8787] [--host 127.0.0.1
                        0 computes on the server's thread, which then answers nothing else meanwhile)
   --nets <A,B>         the package's nets to serve (default all): A alone takes half the memory
                        and half the work of the ensemble; /v1/model lists the nets served
+  --weights <float32|int8>
+                       how the nets' large matrices are held (default float32): int8 keeps a uint8
+                       export's matrices at a byte per value (a paper-size net 18 MB, not 69 MB
+                       plus tfjs's packed copies; queries about 15% slower)
   --region-cache-mb <n>
                        each engine's cache of gallery region shards read on demand (default
                        ${REGION_CACHE_BYTES / 2 ** 20}; a 1,000-image paper-size gallery of two nets is 147 MB)
@@ -60,6 +65,7 @@ function parseCli(argv: string[]) {
     host: { type: "string", default: "127.0.0.1" },
     workers: { type: "string", default: String(DEFAULT_WORKERS) },
     nets: { type: "string" },
+    weights: { type: "string", default: "float32" },
     "region-cache-mb": { type: "string", default: String(REGION_CACHE_BYTES / 2 ** 20) },
     "max-work": { type: "string", default: String(D.maxWork) },
     "max-pending": { type: "string", default: String(D.maxPending) },
@@ -85,6 +91,7 @@ function parseCli(argv: string[]) {
     host: String(values.host),
     workers: intFlag("workers", values.workers, 0, 64),
     nets: values.nets === undefined ? undefined : netsFlag(String(values.nets)),
+    weights: choiceFlag("weights", String(values.weights), WEIGHT_HOLDINGS),
     regionCacheBytes: intFlag("region-cache-mb", values["region-cache-mb"], 0, 65536) * 2 ** 20,
     limits,
   };
@@ -104,13 +111,13 @@ function shortlistFlag(value: string, max: number): number | "all" {
 }
 
 /** The engine: a pool of workers, or one on this thread (`--workers 0`). */
-async function startEngine(model: string, workers: number, nets: string[] | undefined, regionCacheBytes: number): Promise<{ engine: RetrievalEngine; digest: string }> {
+async function startEngine(model: string, workers: number, nets: string[] | undefined, weights: WeightHolding, regionCacheBytes: number): Promise<{ engine: RetrievalEngine; digest: string }> {
   if (workers > 0) {
-    const pool = await EnginePool.start({ modelDir: model, workers, nets, regionCacheBytes });
+    const pool = await EnginePool.start({ modelDir: model, workers, nets, weights, regionCacheBytes });
     return { engine: pool, digest: pool.digest };
   }
   await initWasmBackend({ bytes: await tfjsWasmBytes(), bmm: loadNativeBmm() });
-  const engine = new Pc2Engine(await loadPackage(fileAssets(model), model, { nets, transposes: "replace" }), { regionCacheBytes });
+  const engine = new Pc2Engine(await loadPackage(fileAssets(model), model, { nets, weights, transposes: "replace" }), { regionCacheBytes });
   return { engine, digest: engine.pkg.json.digest };
 }
 
@@ -124,7 +131,7 @@ async function main(): Promise<number> {
   if (!info?.isDirectory()) throw new CliError(`--model: ${cli.model} is not a directory`);
   let started;
   try {
-    started = await startEngine(cli.model, cli.workers, cli.nets, cli.regionCacheBytes);
+    started = await startEngine(cli.model, cli.workers, cli.nets, cli.weights, cli.regionCacheBytes);
   } catch (error) {
     throw new CliError(`cannot load the model in ${cli.model}: ${(error as Error).message}`, false);
   }

@@ -12,6 +12,7 @@
  */
 import { EngineInputError, EngineStorageError, type EvalOptions, type EvalResult, type ImageQuery, type ModelInfo, type RetrievalEngine, type SearchOptions, type SearchResult, type TextQuery } from "../shared/retrieval/engine.ts";
 import type { ShardOptions } from "../shared/model/inference.ts";
+import type { WeightHolding } from "../shared/model/package.ts";
 import type { EngineShape, EngineVerb, FromWorker, ToWorker } from "./engine-worker.ts";
 
 export interface EnginePoolOptions {
@@ -19,6 +20,8 @@ export interface EnginePoolOptions {
   modelDir: string;
   /** The nets to serve (default: all of the package's). */
   nets?: string[];
+  /** How the nets' large matrices are held (DecodeOptions.weights; default float32). */
+  weights?: WeightHolding;
   /** Each worker's cache of gallery region shards (region-store.ts REGION_CACHE_BYTES when absent). */
   regionCacheBytes?: number;
   /** Workers, each an engine computing one call at a time. */
@@ -96,7 +99,9 @@ export class EnginePool implements RetrievalEngine {
   }
 
   info(): ModelInfo {
-    return this.modelInfo;
+    // A worker's memory at its load is not its memory now: left out.
+    const { memory: _, ...info } = this.modelInfo;
+    return info;
   }
 
   searchImages(q: TextQuery, k: number, options?: SearchOptions, signal?: AbortSignal): Promise<SearchResult> {
@@ -226,6 +231,6 @@ function spawn(options: EnginePoolOptions): Promise<{ slot: Slot; shape: EngineS
       worker.terminate();
       reject(new Error(`engine worker failed to start: ${event.message}`));
     };
-    worker.postMessage({ type: "load", modelDir: options.modelDir, nets: options.nets, regionCacheBytes: options.regionCacheBytes, shard: options.shard ?? { budgetBytes: POOL_SHARD_BYTES } } satisfies ToWorker);
+    worker.postMessage({ type: "load", modelDir: options.modelDir, nets: options.nets, weights: options.weights, regionCacheBytes: options.regionCacheBytes, shard: options.shard ?? { budgetBytes: POOL_SHARD_BYTES } } satisfies ToWorker);
   });
 }

@@ -16,10 +16,11 @@ import { loadNativeBmm } from "../native/load.ts";
 import { Pc2Engine, loadPackage } from "../shared/retrieval/pc2-engine.ts";
 import type { ModelInfo } from "../shared/retrieval/engine.ts";
 import type { ShardOptions } from "../shared/model/inference.ts";
+import type { WeightHolding } from "../shared/model/package.ts";
 
 export type EngineVerb = "searchImages" | "searchCaptions" | "score" | "evaluate";
 
-export type ToWorker = { type: "load"; modelDir: string; nets?: string[]; regionCacheBytes?: number; shard: Partial<ShardOptions> } | { type: "call"; id: number; verb: EngineVerb; args: unknown[] };
+export type ToWorker = { type: "load"; modelDir: string; nets?: string[]; weights?: WeightHolding; regionCacheBytes?: number; shard: Partial<ShardOptions> } | { type: "call"; id: number; verb: EngineVerb; args: unknown[] };
 
 export interface EngineShape {
   info: ModelInfo;
@@ -47,7 +48,7 @@ self.onmessage = async (event: MessageEvent<ToWorker>) => {
       await initWasmBackend({ bytes: await tfjsWasmBytes(), bmm: loadNativeBmm() });
       // A quick collection between batches keeps a 256-pair score's garbage from piling up
       // (pc2-engine.ts, betweenBatches): without it the worker grows by ~150 MB during one.
-      const e = new Pc2Engine(await loadPackage(fileAssets(m.modelDir), m.modelDir, { nets: m.nets, transposes: "replace" }), { shard: m.shard, regionCacheBytes: m.regionCacheBytes, betweenBatches: () => Bun.gc(false) });
+      const e = new Pc2Engine(await loadPackage(fileAssets(m.modelDir), m.modelDir, { nets: m.nets, weights: m.weights, transposes: "replace" }), { shard: m.shard, regionCacheBytes: m.regionCacheBytes, betweenBatches: () => Bun.gc(false) });
       engine = e;
       post({ type: "ready", info: e.info(), imgDim: e.imgDim, regions: e.regions, vocabSize: e.vocabSize, maxTokens: e.maxTokens, digest: e.pkg.json.digest });
     } catch (error) {

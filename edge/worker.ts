@@ -22,6 +22,7 @@ import { bucketAssets, workersAssets, type AssetSource, type AssetsBinding, type
 import { BROWSER_ASSETS_PREFIX } from "./browser/files.ts";
 import type { EngineLoader } from "../shared/retrieval/engine.ts";
 import { loadPc2Engine } from "../shared/retrieval/pc2-engine.ts";
+import { WEIGHT_HOLDINGS, type WeightHolding } from "../shared/model/package.ts";
 import { WORKER_REGION_CACHE_BYTES } from "../shared/retrieval/region-store.ts";
 import { configureJieba, type JiebaSource } from "../shared/text/jieba.ts";
 import { initWasmBackend } from "./tfjs-wasm.ts";
@@ -33,6 +34,19 @@ export interface WorkerEnv {
   MODEL_PREFIX?: string;
   /** The package's nets to serve, comma-separated (default all): "A" serves net A alone, in half the memory. */
   MODEL_NETS?: string;
+  /**
+   * How the nets' large matrices are held: "int8" (the default here) keeps a uint8 export's at a
+   * byte per value, multiplied by native/bmm.wasm, so that a paper-size net fits the isolate's
+   * 128 MB; "float32" decodes them for tfjs (faster, about 4× the memory with tfjs's packed copies).
+   */
+  MODEL_WEIGHTS?: string;
+}
+
+/** The Worker's weight holding: MODEL_WEIGHTS, int8 by default; anything else is a configuration error. */
+export function workerWeights(env: WorkerEnv): WeightHolding {
+  const w = env.MODEL_WEIGHTS?.trim() || "int8";
+  if (!(WEIGHT_HOLDINGS as readonly string[]).includes(w)) throw new Error(`MODEL_WEIGHTS is ${JSON.stringify(env.MODEL_WEIGHTS)}; it must be one of ${WEIGHT_HOLDINGS.join(", ")}`);
+  return w as WeightHolding;
 }
 
 /** Where this deployment's model files are: the bucket when bound, else the assets. */
@@ -55,7 +69,11 @@ export function createWorker(loader: EngineLoader, limits?: EdgeAppOptions["limi
         browserAssets: env.ASSETS ? workersAssets(env.ASSETS, BROWSER_ASSETS_PREFIX) : undefined,
         loadEngine: async () => {
           await initWasmBackend({ module: wasmModule, bmm: bmmModule });
-          return loader(modelAssets(env), { nets: env.MODEL_NETS ? env.MODEL_NETS.split(",").map((n) => n.trim()) : undefined, regionCacheBytes: WORKER_REGION_CACHE_BYTES });
+          return loader(modelAssets(env), {
+            nets: env.MODEL_NETS ? env.MODEL_NETS.split(",").map((n) => n.trim()) : undefined,
+            weights: workerWeights(env),
+            regionCacheBytes: WORKER_REGION_CACHE_BYTES,
+          });
         },
       });
       return app.fetch(request, env, ctx);

@@ -156,3 +156,128 @@ void bmm(const float* a, const float* b, float* c, float* scratch, int batch, in
     else mm_nn(at, bt, ct, m, k, n);
   }
 }
+
+/*
+ * Products with int8 weights that stay int8 in memory (the edge's quantized-resident weights):
+ *
+ *   y[i,o] = scale * sum_p x[i,p] w[o,p] + offset * sum_p x[i,p]
+ *
+ * x [m,k] float32, w [n,k] int8 row-major (nn.Linear's [out, in] layout), y [m,n]. A package's
+ * uint8 weight q * s + min is stored as w = q - 128 with scale s and offset min + 128 s, so that
+ * the two terms do not cancel for weights centred on zero. Each weight is widened to float32 in
+ * registers, four at a time, and multiplied in float32: y equals the product with the dequantized
+ * weights up to the order of the float32 additions.
+ */
+static inline v128_t widen4(const signed char* w) {
+  v128_t b = wasm_v128_load32_zero(w);
+  return wasm_f32x4_convert_i32x4(wasm_i32x4_extend_low_i16x8(wasm_i16x8_extend_low_i8x16(b)));
+}
+
+static inline float hsum(v128_t v) {
+  return wasm_f32x4_extract_lane(v, 0) + wasm_f32x4_extract_lane(v, 1) + wasm_f32x4_extract_lane(v, 2) + wasm_f32x4_extract_lane(v, 3);
+}
+
+EXPORT("qmm")
+void qmm(const float* x, int m, int k, const signed char* w, int n, float* y, float scale, float offset) {
+  int k4 = k & ~3;
+  int i = 0;
+  /* 4 rows x 2 outputs per tile: 8 accumulators, each weight vector widened once for 4 rows. */
+  for (; i + 4 <= m; i += 4) {
+    const float* x0 = x + i * k;
+    const float* x1 = x0 + k;
+    const float* x2 = x1 + k;
+    const float* x3 = x2 + k;
+    float rs[4];
+    for (int r = 0; r < 4; r++) {
+      const float* xr = x0 + r * k;
+      v128_t acc = wasm_f32x4_splat(0.0f);
+      int p = 0;
+      for (; p < k4; p += 4) acc = wasm_f32x4_add(acc, wasm_v128_load(xr + p));
+      float s = hsum(acc);
+      for (; p < k; p++) s += xr[p];
+      rs[r] = s;
+    }
+    int o = 0;
+    for (; o + 2 <= n; o += 2) {
+      const signed char* wa = w + o * k;
+      const signed char* wb = wa + k;
+      v128_t a0 = wasm_f32x4_splat(0.0f), a1 = a0, a2 = a0, a3 = a0, b0 = a0, b1 = a0, b2 = a0, b3 = a0;
+      int p = 0;
+      for (; p < k4; p += 4) {
+        v128_t va = widen4(wa + p), vb = widen4(wb + p);
+        v128_t v0 = wasm_v128_load(x0 + p), v1 = wasm_v128_load(x1 + p), v2 = wasm_v128_load(x2 + p), v3 = wasm_v128_load(x3 + p);
+        a0 = wasm_f32x4_add(a0, wasm_f32x4_mul(v0, va));
+        a1 = wasm_f32x4_add(a1, wasm_f32x4_mul(v1, va));
+        a2 = wasm_f32x4_add(a2, wasm_f32x4_mul(v2, va));
+        a3 = wasm_f32x4_add(a3, wasm_f32x4_mul(v3, va));
+        b0 = wasm_f32x4_add(b0, wasm_f32x4_mul(v0, vb));
+        b1 = wasm_f32x4_add(b1, wasm_f32x4_mul(v1, vb));
+        b2 = wasm_f32x4_add(b2, wasm_f32x4_mul(v2, vb));
+        b3 = wasm_f32x4_add(b3, wasm_f32x4_mul(v3, vb));
+      }
+      float sa[4] = {hsum(a0), hsum(a1), hsum(a2), hsum(a3)};
+      float sb[4] = {hsum(b0), hsum(b1), hsum(b2), hsum(b3)};
+      for (; p < k; p++) {
+        float qa = (float)wa[p], qb = (float)wb[p];
+        sa[0] += x0[p] * qa; sa[1] += x1[p] * qa; sa[2] += x2[p] * qa; sa[3] += x3[p] * qa;
+        sb[0] += x0[p] * qb; sb[1] += x1[p] * qb; sb[2] += x2[p] * qb; sb[3] += x3[p] * qb;
+      }
+      for (int r = 0; r < 4; r++) {
+        y[(i + r) * n + o] = scale * sa[r] + offset * rs[r];
+        y[(i + r) * n + o + 1] = scale * sb[r] + offset * rs[r];
+      }
+    }
+    for (; o < n; o++) {
+      const signed char* wa = w + o * k;
+      for (int r = 0; r < 4; r++) {
+        const float* xr = x0 + r * k;
+        v128_t acc = wasm_f32x4_splat(0.0f);
+        int p = 0;
+        for (; p < k4; p += 4) acc = wasm_f32x4_add(acc, wasm_f32x4_mul(wasm_v128_load(xr + p), widen4(wa + p)));
+        float s = hsum(acc);
+        for (; p < k; p++) s += xr[p] * (float)wa[p];
+        y[(i + r) * n + o] = scale * s + offset * rs[r];
+      }
+    }
+  }
+  /* Remaining rows (a single query's matrix-vector products): 4 outputs per tile. */
+  for (; i < m; i++) {
+    const float* xr = x + i * k;
+    v128_t racc = wasm_f32x4_splat(0.0f);
+    int p = 0;
+    for (; p < k4; p += 4) racc = wasm_f32x4_add(racc, wasm_v128_load(xr + p));
+    float rsum = hsum(racc);
+    for (; p < k; p++) rsum += xr[p];
+    int o = 0;
+    for (; o + 4 <= n; o += 4) {
+      const signed char* w0 = w + o * k;
+      const signed char* w1 = w0 + k;
+      const signed char* w2 = w1 + k;
+      const signed char* w3 = w2 + k;
+      v128_t a0 = wasm_f32x4_splat(0.0f), a1 = a0, a2 = a0, a3 = a0;
+      for (p = 0; p < k4; p += 4) {
+        v128_t v = wasm_v128_load(xr + p);
+        a0 = wasm_f32x4_add(a0, wasm_f32x4_mul(v, widen4(w0 + p)));
+        a1 = wasm_f32x4_add(a1, wasm_f32x4_mul(v, widen4(w1 + p)));
+        a2 = wasm_f32x4_add(a2, wasm_f32x4_mul(v, widen4(w2 + p)));
+        a3 = wasm_f32x4_add(a3, wasm_f32x4_mul(v, widen4(w3 + p)));
+      }
+      float s0 = hsum(a0), s1 = hsum(a1), s2 = hsum(a2), s3 = hsum(a3);
+      for (; p < k; p++) {
+        s0 += xr[p] * (float)w0[p]; s1 += xr[p] * (float)w1[p]; s2 += xr[p] * (float)w2[p]; s3 += xr[p] * (float)w3[p];
+      }
+      y[i * n + o] = scale * s0 + offset * rsum;
+      y[i * n + o + 1] = scale * s1 + offset * rsum;
+      y[i * n + o + 2] = scale * s2 + offset * rsum;
+      y[i * n + o + 3] = scale * s3 + offset * rsum;
+    }
+    for (; o < n; o++) {
+      const signed char* wo = w + o * k;
+      v128_t acc = wasm_f32x4_splat(0.0f);
+      for (p = 0; p < k4; p += 4) acc = wasm_f32x4_add(acc, wasm_f32x4_mul(wasm_v128_load(xr + p), widen4(wo + p)));
+      float s = hsum(acc);
+      for (; p < k; p++) s += xr[p] * (float)wo[p];
+      y[i * n + o] = scale * s + offset * rsum;
+    }
+  }
+}

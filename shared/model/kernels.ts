@@ -18,6 +18,7 @@
  * one is measured in benchmarks/train_step.ts.
  */
 import { setWasmTransposedMatMulFast } from "./ops";
+import { setInt8Module } from "./quantized";
 import * as tf from "./tf";
 
 interface WasmBackend {
@@ -109,6 +110,7 @@ export interface WasmKernelOptions {
 export function registerWasmKernels(options: WasmKernelOptions = {}): void {
   if (registered) return;
   registered = true;
+  setInt8Module(options.bmm);
   const simd = options.bmm ? new SimdBmm(options.bmm) : null;
   setWasmTransposedMatMulFast(simd !== null);
   const packedShape = new WeakMap<object, string>();

@@ -5,6 +5,7 @@
  * (the l2 norm of a zero vector, at padded caption positions).
  */
 import * as tf from "./tf";
+import { type Int8Matrix, isInt8 } from "./quantized";
 
 type GradFunc = (dy: tf.Tensor, saved: tf.Tensor[]) => tf.Tensor | tf.Tensor[];
 
@@ -102,14 +103,28 @@ const mmT = customOp((x: tf.Tensor, w: tf.Tensor, save: tf.GradSaveFunc) => {
   };
 }) as (x: tf.Tensor, w: tf.Tensor) => tf.Tensor2D;
 
-/** `x @ W^T + b` over the last axis of x (PyTorch nn.Linear; W is [out, in]). */
-export function linear(x: tf.Tensor, w: tf.Tensor, b?: tf.Tensor): tf.Tensor {
+/**
+ * `x @ W^T + b` over the last axis of x (PyTorch nn.Linear; W is [out, in]). An int8 W (a served
+ * package's, quantized.ts) is multiplied outside tfjs, without a gradient.
+ */
+export function linear(x: tf.Tensor, w: tf.Tensor | Int8Matrix, b?: tf.Tensor): tf.Tensor {
   const inF = w.shape[1]!;
   const outF = w.shape[0]!;
   const lead = x.shape.slice(0, -1);
-  let y: tf.Tensor = mmT(x.reshape([-1, inF]), w);
+  let y: tf.Tensor = isInt8(w) ? int8Linear(x.reshape([-1, inF]), w) : mmT(x.reshape([-1, inF]), w);
   if (b) y = tf.add(y, b);
   return y.reshape([...lead, outF]);
+}
+
+function int8Linear(x: tf.Tensor, w: Int8Matrix): tf.Tensor {
+  const m = x.shape[0]!;
+  return tf.tensor2d(w.matmulT(x.dataSync() as Float32Array, m), [m, w.shape[0]]);
+}
+
+/** Rows `ids` of an embedding table [V, D] (tensor or int8), [ids.length, D]. */
+export function embedRows(table: tf.Tensor | Int8Matrix, ids: tf.Tensor): tf.Tensor {
+  if (!isInt8(table)) return tf.gather(table, ids);
+  return tf.tensor2d(table.gather(ids.dataSync()), [ids.size, table.shape[1]]);
 }
 
 const l2normLast = customOp((x: tf.Tensor, epsT: tf.Tensor, save: tf.GradSaveFunc) => {

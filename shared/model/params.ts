@@ -8,6 +8,10 @@ import { FormatError, type NdArray, numel } from "../formats/ndarray";
 import type { Random } from "../random";
 import { PROJ_HIDDEN, REGIONS, type SgrafConfig } from "./config";
 import { freezeWeight, releaseWeight } from "./ops";
+import { type Int8Matrix, isInt8 } from "./quantized";
+
+/** A weight as the model reads it: a tensor, or a matrix held as int8 for serving (quantized.ts). */
+export type Weight = tf.Tensor | Int8Matrix;
 
 type Init =
   | { kind: "xavier"; fanIn: number; fanOut: number } // the official init_weights: U(±sqrt(6/(in+out)))
@@ -138,17 +142,25 @@ export class ParamStore {
   readonly specs: ParamSpec[];
   readonly vars = new Map<string, tf.Variable>();
   readonly buffers = new Map<string, tf.Tensor>();
+  /** Matrices held as int8 (a package decoded with weights "int8"): no tensor, no gradient. */
+  readonly int8 = new Map<string, Int8Matrix>();
   private readonly prefix = `sgraf${instanceCounter++}/`;
 
   constructor(
     readonly config: SgrafConfig,
-    values: (spec: ParamSpec) => Float32Array,
+    values: (spec: ParamSpec) => Float32Array | Int8Matrix,
     /** An inference model: without the training-only parameters (inferenceSpecs). */
     readonly inference = false,
   ) {
     this.specs = inference ? inferenceSpecs(config) : paramSpecs(config);
     for (const s of this.specs) {
-      const t = tf.tensor(values(s), s.shape, "float32");
+      const value = values(s);
+      if (isInt8(value)) {
+        if (s.buffer || s.shape.length !== 2 || value.shape.join() !== s.shape.join()) throw new Error(`${s.name} cannot be held as int8 (shape [${s.shape}])`);
+        this.int8.set(s.name, value);
+        continue;
+      }
+      const t = tf.tensor(value, s.shape, "float32");
       if (s.buffer) this.buffers.set(s.name, t);
       else {
         this.vars.set(s.name, tf.variable(t, true, this.prefix + s.name));
@@ -167,7 +179,15 @@ export class ParamStore {
    * shape; `num_batches_tracked` may be a scalar or `[1]`; extra names are an error. An inference
    * store (`inference`) expects no training-only parameter and ignores those present.
    */
-  static fromArrays(config: SgrafConfig, arrays: Map<string, NdArray>, source: string, prefix = "", inference = false): ParamStore {
+  static fromArrays(
+    config: SgrafConfig,
+    arrays: Map<string, NdArray>,
+    source: string,
+    prefix = "",
+    inference = false,
+    /** The int8 matrix to hold for a parameter instead of its float32 values, if any. */
+    int8?: (spec: ParamSpec, array: NdArray) => Int8Matrix | undefined,
+  ): ParamStore {
     const specs = inference ? inferenceSpecs(config) : paramSpecs(config);
     const expected = new Set(specs.map((s) => prefix + s.name));
     // num_batches_tracked only counts steps (momentum is fixed at 0.1): absent, it starts at 0.
@@ -187,6 +207,8 @@ export class ParamStore {
       (s) => {
         const a = arrays.get(prefix + s.name);
         if (!a) return new Float32Array(1);
+        const held = int8?.(s, a);
+        if (held) return held;
         const data = a.data; // read once: a package's arrays decode on each read
         return data instanceof Float32Array ? data : Float32Array.from(data as ArrayLike<number>, Number);
       },
@@ -197,8 +219,16 @@ export class ParamStore {
   /** A parameter or buffer tensor by official name. */
   get(name: string): tf.Tensor {
     const t = this.vars.get(name) ?? this.buffers.get(name);
-    if (!t) throw new Error(`no parameter named ${name}`);
+    if (!t) {
+      if (this.int8.has(name)) throw new Error(`${name} is held as int8 for serving and has no tensor (read it through weight())`);
+      throw new Error(`no parameter named ${name}`);
+    }
     return t;
+  }
+
+  /** A weight as products read it: its tensor, or its int8 matrix (ops.ts linear takes both). */
+  weight(name: string): Weight {
+    return this.int8.get(name) ?? this.get(name);
   }
 
   /** Trainable variables in the official optimizer order (txt_enc, img_enc, sim_enc, img_pro_head). */
@@ -255,6 +285,7 @@ export class ParamStore {
     for (const b of this.buffers.values()) b.dispose();
     this.vars.clear();
     this.buffers.clear();
+    this.int8.clear();
   }
 }
 

@@ -12,7 +12,8 @@
 import * as tf from "./tf";
 import type { Random } from "../random";
 import { REGIONS, type SgrafConfig } from "./config";
-import { bmm, l2norm, lengthMask, linear, maskedSoftmax, mm, sigmoid, softmax, transposeOf } from "./ops";
+import { bmm, embedRows, l2norm, lengthMask, linear, maskedSoftmax, mm, sigmoid, softmax, transposeOf } from "./ops";
+import { isInt8 } from "./quantized";
 import { type ParamStore, gruNames } from "./params";
 
 /** Batch-norm epsilon and momentum of PyTorch's BatchNorm1d defaults. */
@@ -107,7 +108,7 @@ function recordRunningStats(p: ParamStore, prefix: string, means: tf.Tensor[], v
 
 /** EncoderImage: a linear map of every region, l2-normalised. images [N, 36, img_dim] -> [N, 36, E]. */
 export function encodeImage(p: ParamStore, images: tf.Tensor3D): tf.Tensor3D {
-  const e = linear(images, p.get("img_enc.fc.weight"), p.get("img_enc.fc.bias"));
+  const e = linear(images, p.weight("img_enc.fc.weight"), p.get("img_enc.fc.bias"));
   return (p.config.no_imgnorm ? e : l2norm(e)) as tf.Tensor3D;
 }
 
@@ -122,14 +123,16 @@ function gruDirection(p: ParamStore, layer: number, reverse: boolean, x: tf.Tens
   const names = gruNames(layer, reverse);
   const H = p.config.embed_size;
   const [T, B, inF] = x.shape;
-  const gx = linear(x.reshape([T * B, inF]), p.get(names.wIh), p.get(names.bIh)).reshape([T, B, 3 * H]);
+  const gx = linear(x.reshape([T * B, inF]), p.weight(names.wIh), p.get(names.bIh)).reshape([T, B, 3 * H]);
   const gxs = tf.unstack(gx) as tf.Tensor2D[];
-  const wHhT = transposeOf(p.get(names.wHh));
+  const wHh = p.weight(names.wHh);
   const bHh = p.get(names.bHh);
+  // A float weight's transpose is made once (kept for a frozen net); an int8 one is read as it is.
+  const hidden = isInt8(wHh) ? (h: tf.Tensor2D) => linear(h, wHh, bHh) : ((wHhT) => (h: tf.Tensor2D) => tf.add(mm(h, wHhT), bHh))(transposeOf(wHh));
   let h: tf.Tensor2D = tf.zeros([B, H]);
   const out: tf.Tensor2D[] = [];
   for (let t = 0; t < T; t++) {
-    const gh = tf.add(mm(h, wHhT), bHh);
+    const gh = hidden(h);
     const [xr, xz, xn] = tf.split(gxs[t], 3, 1);
     const [hr, hz, hn] = tf.split(gh, 3, 1);
     const r = tf.sigmoid(tf.add(xr, hr));
@@ -160,7 +163,7 @@ export function encodeText(p: ParamStore, captions: tf.Tensor2D, lengths: ArrayL
   const cfg = p.config;
   const [B, T] = captions.shape;
   const H = cfg.embed_size;
-  let x: tf.Tensor = tf.gather(p.get("txt_enc.embed.weight"), captions.reshape([-1]));
+  let x: tf.Tensor = embedRows(p.weight("txt_enc.embed.weight"), captions.reshape([-1]));
   x = dropout(x.reshape([B, T, cfg.word_dim]), DROPOUT.text, ctx);
   const mask = lengthMask(lengths, T); // [B, T]
   const maskTB = tf.transpose(mask).expandDims(2); // [T, B, 1]
@@ -192,12 +195,12 @@ export function encodeText(p: ParamStore, captions: tf.Tensor2D, lengths: ArrayL
 export function visualSA(p: ParamStore, local: tf.Tensor3D, ctx: ForwardContext): tf.Tensor2D {
   const pre = "sim_enc.v_global_w";
   const rawGlobal = tf.mean(local, 1);
-  let lEmb = linear(local, p.get(`${pre}.embedding_local.0.weight`), p.get(`${pre}.embedding_local.0.bias`));
+  let lEmb = linear(local, p.weight(`${pre}.embedding_local.0.weight`), p.get(`${pre}.embedding_local.0.bias`));
   lEmb = dropout(tf.tanh(batchNorm(p, `${pre}.embedding_local.1`, lEmb, 1, ctx)), DROPOUT.selfAttention, ctx);
-  let gEmb = linear(rawGlobal, p.get(`${pre}.embedding_global.0.weight`), p.get(`${pre}.embedding_global.0.bias`));
+  let gEmb = linear(rawGlobal, p.weight(`${pre}.embedding_global.0.weight`), p.get(`${pre}.embedding_global.0.bias`));
   gEmb = dropout(tf.tanh(batchNorm(p, `${pre}.embedding_global.1`, gEmb, 1, ctx)), DROPOUT.selfAttention, ctx);
   const common = tf.mul(lEmb, tf.expandDims(gEmb, 1));
-  const weights = softmax(linear(common, p.get(`${pre}.embedding_common.0.weight`), p.get(`${pre}.embedding_common.0.bias`)).squeeze([2]));
+  const weights = softmax(linear(common, p.weight(`${pre}.embedding_common.0.weight`), p.get(`${pre}.embedding_common.0.bias`)).squeeze([2]));
   return l2norm(tf.sum(tf.mul(tf.expandDims(weights, 2), local), 1)) as tf.Tensor2D;
 }
 
@@ -205,10 +208,10 @@ export function visualSA(p: ParamStore, local: tf.Tensor3D, ctx: ForwardContext)
 export function textSA(p: ParamStore, local: tf.Tensor3D, mask: tf.Tensor2D, lengths: tf.Tensor2D, ctx: ForwardContext): tf.Tensor2D {
   const pre = "sim_enc.t_global_w";
   const rawGlobal = tf.div(tf.sum(tf.mul(local, tf.expandDims(mask, 2)), 1), lengths);
-  const lEmb = dropout(tf.tanh(linear(local, p.get(`${pre}.embedding_local.0.weight`), p.get(`${pre}.embedding_local.0.bias`))), DROPOUT.selfAttention, ctx);
-  const gEmb = dropout(tf.tanh(linear(rawGlobal, p.get(`${pre}.embedding_global.0.weight`), p.get(`${pre}.embedding_global.0.bias`))), DROPOUT.selfAttention, ctx);
+  const lEmb = dropout(tf.tanh(linear(local, p.weight(`${pre}.embedding_local.0.weight`), p.get(`${pre}.embedding_local.0.bias`))), DROPOUT.selfAttention, ctx);
+  const gEmb = dropout(tf.tanh(linear(rawGlobal, p.weight(`${pre}.embedding_global.0.weight`), p.get(`${pre}.embedding_global.0.bias`))), DROPOUT.selfAttention, ctx);
   const common = tf.mul(lEmb, tf.expandDims(gEmb, 1));
-  const scores = linear(common, p.get(`${pre}.embedding_common.0.weight`), p.get(`${pre}.embedding_common.0.bias`)).squeeze([2]);
+  const scores = linear(common, p.weight(`${pre}.embedding_common.0.weight`), p.get(`${pre}.embedding_common.0.bias`)).squeeze([2]);
   const weights = maskedSoftmax(scores, mask);
   return l2norm(tf.sum(tf.mul(tf.expandDims(weights, 2), local), 1)) as tf.Tensor2D;
 }
@@ -270,18 +273,18 @@ function graphStep(p: ParamStore, k: number, nodes: tf.Tensor3D, keyMaskAdd: tf.
   const pre = `sim_enc.SGR_module.${k}`;
   const [P, K, S] = nodes.shape;
   const flat = nodes.reshape([P * K, S]);
-  const key = linear(flat, p.get(`${pre}.graph_key_w.weight`), p.get(`${pre}.graph_key_w.bias`)).reshape([P, K, S]);
+  const key = linear(flat, p.weight(`${pre}.graph_key_w.weight`), p.get(`${pre}.graph_key_w.bias`)).reshape([P, K, S]);
   if (onlyFirst) {
     // Only node 0 (the global alignment) is read after the last step.
-    const q0 = linear(nodes.slice([0, 0, 0], [P, 1, S]).reshape([P, S]), p.get(`${pre}.graph_query_w.weight`), p.get(`${pre}.graph_query_w.bias`));
+    const q0 = linear(nodes.slice([0, 0, 0], [P, 1, S]).reshape([P, S]), p.weight(`${pre}.graph_query_w.weight`), p.get(`${pre}.graph_query_w.bias`));
     const edge = softmax(tf.add(tf.sum(tf.mul(tf.expandDims(q0, 1), key), 2), keyMaskAdd.reshape([-1, K])));
     const agg = tf.sum(tf.mul(tf.expandDims(edge, 2), nodes), 1);
-    return tf.relu(linear(agg, p.get(`${pre}.sim_graph_w.weight`), p.get(`${pre}.sim_graph_w.bias`))).reshape([P, 1, S]) as tf.Tensor3D;
+    return tf.relu(linear(agg, p.weight(`${pre}.sim_graph_w.weight`), p.get(`${pre}.sim_graph_w.bias`))).reshape([P, 1, S]) as tf.Tensor3D;
   }
-  const query = linear(flat, p.get(`${pre}.graph_query_w.weight`), p.get(`${pre}.graph_query_w.bias`)).reshape([P, K, S]);
+  const query = linear(flat, p.weight(`${pre}.graph_query_w.weight`), p.get(`${pre}.graph_query_w.bias`)).reshape([P, K, S]);
   const edge = softmax(tf.add(tf.matMul(query, key, false, true), keyMaskAdd));
   const agg = tf.matMul(edge, nodes);
-  return tf.relu(linear(agg, p.get(`${pre}.sim_graph_w.weight`), p.get(`${pre}.sim_graph_w.bias`))) as tf.Tensor3D;
+  return tf.relu(linear(agg, p.weight(`${pre}.sim_graph_w.weight`), p.get(`${pre}.sim_graph_w.bias`))) as tf.Tensor3D;
 }
 
 /**
@@ -292,7 +295,7 @@ function graphStep(p: ParamStore, k: number, nodes: tf.Tensor3D, keyMaskAdd: tf.
 function attentionFiltration(p: ParamStore, nodes: tf.Tensor4D, nodeMask: tf.Tensor2D, ctx: ForwardContext): tf.Tensor3D {
   const pre = "sim_enc.SAF_module";
   const [N, C, K] = nodes.shape;
-  const a = linear(nodes, p.get(`${pre}.attn_sim_w.weight`), p.get(`${pre}.attn_sim_w.bias`)).reshape([N, C, K]);
+  const a = linear(nodes, p.weight(`${pre}.attn_sim_w.weight`), p.get(`${pre}.attn_sim_w.bias`)).reshape([N, C, K]);
   const m = tf.expandDims(nodeMask, 0); // [1, C, K]
   let normed: tf.Tensor;
   const w = p.get(`${pre}.bn.weight`);
@@ -352,8 +355,8 @@ function reasonAlignments(p: ParamStore, gloDiff: tf.Tensor, locDiff: tf.Tensor,
   const [N, C, L] = locDiff.shape;
   const S = cfg.sim_dim;
   const pre = "sim_enc";
-  const simGlo = l2norm(linear(gloDiff, p.get(`${pre}.sim_tranglo_w.weight`), p.get(`${pre}.sim_tranglo_w.bias`)));
-  const simLoc = l2norm(linear(locDiff, p.get(`${pre}.sim_tranloc_w.weight`), p.get(`${pre}.sim_tranloc_w.bias`)));
+  const simGlo = l2norm(linear(gloDiff, p.weight(`${pre}.sim_tranglo_w.weight`), p.get(`${pre}.sim_tranglo_w.bias`)));
+  const simLoc = l2norm(linear(locDiff, p.weight(`${pre}.sim_tranloc_w.weight`), p.get(`${pre}.sim_tranloc_w.bias`)));
   // Nodes: the global alignment first, then one per word; [N, C, L+1, S].
   const nodes = tf.concat([tf.expandDims(simGlo, 2), simLoc], 2) as tf.Tensor4D;
   const nodeMask = tf.concat([tf.ones([C, 1]), capMask], 1) as tf.Tensor2D; // [C, L+1]
@@ -368,7 +371,7 @@ function reasonAlignments(p: ParamStore, gloDiff: tf.Tensor, locDiff: tf.Tensor,
   } else {
     simVec = attentionFiltration(p, nodes, nodeMask, ctx).reshape([N * C, S]);
   }
-  const score = sigmoid(linear(simVec, p.get(`${pre}.sim_eval_w.weight`), p.get(`${pre}.sim_eval_w.bias`)));
+  const score = sigmoid(linear(simVec, p.weight(`${pre}.sim_eval_w.weight`), p.get(`${pre}.sim_eval_w.bias`)));
   return score.reshape([N, C]);
 }
 

@@ -12,6 +12,7 @@ import * as v from "valibot";
 import { RecallReportSchema } from "../eval/metrics";
 import { TextInfoSchema } from "../text/text-tokenizer";
 import { STAGE_ONES } from "../model/stage-one";
+import { WEIGHT_HOLDINGS, type WeightHolding } from "../model/package";
 import type { AssetSource } from "./assets.ts";
 import { type Shortlist, ShortlistUsedSchema } from "./shortlist.ts";
 
@@ -40,6 +41,23 @@ export const ModelInfoSchema = v.object({
   gallery: v.nullable(GalleryInfoSchema),
   /** How text becomes token ids (absent: the engine takes token ids only). */
   text: v.optional(TextInfoSchema),
+  /** How the nets' weights are held: `int8` matrices at a byte per value (DecodeOptions.weights), the rest float32. */
+  weights: v.optional(v.object({ held: v.picklist(WEIGHT_HOLDINGS), int8Matrices: v.number(), int8Bytes: v.number(), float32Bytes: v.number() })),
+  /**
+   * What the engine holds now, in bytes (an engine computing in this process; a pool of workers
+   * leaves it out): the tfjs wasm heap (weights, activations; a wasm heap never shrinks), the
+   * memory of the int8 products (their weights and scratch), the first-stage vectors and the
+   * region cache with its budget.
+   */
+  memory: v.optional(
+    v.object({
+      wasmHeapBytes: v.nullable(v.number()),
+      int8MemoryBytes: v.number(),
+      stageOneBytes: v.number(),
+      regionCacheBytes: v.number(),
+      regionCacheBudgetBytes: v.number(),
+    }),
+  ),
 });
 export type ModelInfo = v.InferOutput<typeof ModelInfoSchema>;
 
@@ -117,7 +135,7 @@ export interface RetrievalEngine {
 }
 
 /** Turns the model's files into an engine; the runtime adapters supply the AssetSource. */
-export type EngineLoader = (assets: AssetSource, options?: { nets?: string[]; regionCacheBytes?: number }) => Promise<RetrievalEngine>;
+export type EngineLoader = (assets: AssetSource, options?: { nets?: string[]; weights?: WeightHolding; regionCacheBytes?: number }) => Promise<RetrievalEngine>;
 
 /**
  * Thrown by an engine for a request it cannot serve because of the request itself, found only

@@ -19,6 +19,7 @@
  */
 import { evaluateRecall, rsum } from "../eval/metrics";
 import { REGIONS } from "../model/config";
+import * as tf from "../model/tf";
 import { type EncodedCaptions, type EncodedImages, concatImages, encodeCaptionsAsync, encodeImagesAsync, ensembleSimilarityAsync, ensemblePairedSimilarityAsync, selectImages, type ShardOptions } from "../model/inference";
 import { type DecodeOptions, type ModelPackage, decodeModelPackage, galleryStageOne, MODEL_JSON, packageFirstStage } from "../model/package";
 import { dequantize, type FirstStage, firstItems, type StageOneIndex, stageOneIndex, stageOneScores } from "../model/stage-one";
@@ -101,6 +102,27 @@ export class Pc2Engine implements RetrievalEngine {
       nets: this.pkg.netNames,
       gallery: g ? { images: g.images[0].count, captions: g.captions[0].count, perCaptions: g.perCaptions, words: g.captions[0].lengths.reduce((a, b) => a + b, 0), firstStage: this.stageName() } : null,
       text: this.text.info(),
+      weights: this.weightsInfo(),
+      memory: this.memoryInfo(),
+    };
+  }
+
+  private weightsInfo(): NonNullable<ModelInfo["weights"]> {
+    const matrices = this.pkg.nets.flatMap((p) => [...p.int8.values()]);
+    const float32Bytes = this.pkg.nets.reduce((s, p) => s + [...p.vars.values(), ...p.buffers.values()].reduce((t, x) => t + x.size * 4, 0), 0);
+    return { held: matrices.length ? "int8" : "float32", int8Matrices: matrices.length, int8Bytes: matrices.reduce((s, m) => s + m.byteLength, 0), float32Bytes };
+  }
+
+  private memoryInfo(): NonNullable<ModelInfo["memory"]> {
+    const m = this.memory();
+    const heap = (tf.backend() as unknown as { wasm?: { HEAPU8?: Uint8Array } }).wasm?.HEAPU8?.byteLength;
+    const owners = new Set(this.pkg.nets.flatMap((p) => [...p.int8.values()].map((w) => w.owner)));
+    return {
+      wasmHeapBytes: heap ?? null,
+      int8MemoryBytes: [...owners].reduce((s, o) => s + o.byteLength, 0),
+      stageOneBytes: m.stageOne,
+      regionCacheBytes: m.regions?.cached ?? 0,
+      regionCacheBudgetBytes: m.regions?.budget ?? 0,
     };
   }
 
@@ -129,7 +151,8 @@ export class Pc2Engine implements RetrievalEngine {
    */
   memory(): { weights: number; gallery: number; stageOne: number; regions: RegionStats | null } {
     const g = this.pkg.gallery;
-    const weights = this.pkg.nets.reduce((s, p) => s + [...p.vars.values(), ...p.buffers.values()].reduce((t, x) => t + x.size * 4, 0), 0);
+    const { float32Bytes, int8Bytes } = this.weightsInfo();
+    const weights = float32Bytes + int8Bytes;
     const s1 = g?.stageOne;
     const stageOne = s1 ? [...s1.images, ...s1.captions].reduce((s, x) => s + x.values.byteLength + x.scales.byteLength, 0) : 0;
     const regions = g ? this.regionStore().stats() : null;
