@@ -24,6 +24,7 @@ import type { EngineLoader } from "../shared/retrieval/engine.ts";
 import { loadPc2Engine } from "../shared/retrieval/pc2-engine.ts";
 import { WEIGHT_HOLDINGS, type WeightHolding } from "../shared/model/package.ts";
 import { WORKER_REGION_CACHE_BYTES } from "../shared/retrieval/region-store.ts";
+import { WORKER_SHARD_BYTES } from "../shared/model/inference.ts";
 import { configureJieba, type JiebaSource } from "../shared/text/jieba.ts";
 import { initWasmBackend } from "./tfjs-wasm.ts";
 import { WORKER_WITHOUT_JIEBA } from "./worker-text.ts";
@@ -73,6 +74,7 @@ export function createWorker(loader: EngineLoader, limits?: EdgeAppOptions["limi
             nets: env.MODEL_NETS ? env.MODEL_NETS.split(",").map((n) => n.trim()) : undefined,
             weights: workerWeights(env),
             regionCacheBytes: WORKER_REGION_CACHE_BYTES,
+            shardBytes: WORKER_SHARD_BYTES,
           });
         },
       });

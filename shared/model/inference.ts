@@ -222,6 +222,12 @@ export interface ShardOptions {
 export const SHARD_DEFAULTS: ShardOptions = { budgetBytes: 256 * 2 ** 20 };
 
 /**
+ * The shard budget of a Workers isolate (128 MB for everything): the wasm heap grows to about the
+ * weights plus this and never shrinks. A paper-size k′ = 128 re-ranking takes as long under it.
+ */
+export const WORKER_SHARD_BYTES = 16 * 2 ** 20;
+
+/**
  * Bytes of tensors alive at once per (image, caption) pair and caption word while a shard is scored:
  * a bound fitted to the peak that `tf.profile` measures (test/shared/model/inference.test.ts checks
  * it at several sizes). SGR's graph reasoning keeps about 64 sim_dim-vectors per node; SAF a few.

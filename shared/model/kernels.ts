@@ -78,6 +78,11 @@ export class SimdBmm {
     this.base = (ex.heap_base() + 15) & ~15;
   }
 
+  /** Bytes of its linear memory (inputs and outputs of the largest product so far; it never shrinks). */
+  get byteLength(): number {
+    return this.memory.buffer.byteLength;
+  }
+
   /** out = op(a) @ op(b) per batch entry; shapes of op(a) m x k, op(b) k x n. */
   run(a: ArrayLike<number> & { length: number }, b: ArrayLike<number> & { length: number }, out: Float32Array, dims: { batch: number; batchA: number; batchB: number; m: number; k: number; n: number; transA: boolean; transB: boolean }) {
     const aOff = this.base;
@@ -100,6 +105,12 @@ function align16(n: number): number {
 }
 
 let registered = false;
+let simdBmm: SimdBmm | null = null;
+
+/** Bytes of the batched-product module's memory (0 without it): part of what a process holds. */
+export function simdBmmBytes(): number {
+  return simdBmm?.byteLength ?? 0;
+}
 
 export interface WasmKernelOptions {
   /** The compiled native/bmm.wasm; without it batched products stay on tfjs's own kernel. */
@@ -112,6 +123,7 @@ export function registerWasmKernels(options: WasmKernelOptions = {}): void {
   registered = true;
   setInt8Module(options.bmm);
   const simd = options.bmm ? new SimdBmm(options.bmm) : null;
+  simdBmm = simd;
   setWasmTransposedMatMulFast(simd !== null);
   const packedShape = new WeakMap<object, string>();
   override("BatchMatMul", (orig) => (args) => {

@@ -53,6 +53,8 @@ export const ModelInfoSchema = v.object({
     v.object({
       wasmHeapBytes: v.nullable(v.number()),
       int8MemoryBytes: v.number(),
+      /** The batched-product module's memory (native/bmm.c; its inputs and outputs are copied in). */
+      bmmMemoryBytes: v.number(),
       stageOneBytes: v.number(),
       regionCacheBytes: v.number(),
       regionCacheBudgetBytes: v.number(),
@@ -135,7 +137,10 @@ export interface RetrievalEngine {
 }
 
 /** Turns the model's files into an engine; the runtime adapters supply the AssetSource. */
-export type EngineLoader = (assets: AssetSource, options?: { nets?: string[]; weights?: WeightHolding; regionCacheBytes?: number }) => Promise<RetrievalEngine>;
+export type EngineLoader = (
+  assets: AssetSource,
+  options?: { nets?: string[]; weights?: WeightHolding; regionCacheBytes?: number; /** The similarity's shard budget (inference.ts ShardOptions). */ shardBytes?: number },
+) => Promise<RetrievalEngine>;
 
 /**
  * Thrown by an engine for a request it cannot serve because of the request itself, found only

@@ -20,6 +20,7 @@
 import { evaluateRecall, rsum } from "../eval/metrics";
 import { REGIONS } from "../model/config";
 import * as tf from "../model/tf";
+import { simdBmmBytes } from "../model/kernels";
 import { type EncodedCaptions, type EncodedImages, concatImages, encodeCaptionsAsync, encodeImagesAsync, ensembleSimilarityAsync, ensemblePairedSimilarityAsync, selectImages, type ShardOptions } from "../model/inference";
 import { type DecodeOptions, type ModelPackage, decodeModelPackage, galleryStageOne, MODEL_JSON, packageFirstStage } from "../model/package";
 import { dequantize, type FirstStage, firstItems, type StageOneIndex, stageOneIndex, stageOneScores } from "../model/stage-one";
@@ -120,6 +121,7 @@ export class Pc2Engine implements RetrievalEngine {
     return {
       wasmHeapBytes: heap ?? null,
       int8MemoryBytes: [...owners].reduce((s, o) => s + o.byteLength, 0),
+      bmmMemoryBytes: simdBmmBytes(),
       stageOneBytes: m.stageOne,
       regionCacheBytes: m.regions?.cached ?? 0,
       regionCacheBudgetBytes: m.regions?.budget ?? 0,
@@ -394,4 +396,8 @@ export async function loadPackage(assets: AssetSource, source = "model", options
 }
 
 /** The edge's engine: the weights serve retrieval only, so each one used transposed gives its place to its transpose. */
-export const loadPc2Engine: EngineLoader = async (assets, options) => new Pc2Engine(await loadPackage(assets, "model", { ...options, transposes: "replace" }), { regionCacheBytes: options?.regionCacheBytes });
+export const loadPc2Engine: EngineLoader = async (assets, options) =>
+  new Pc2Engine(await loadPackage(assets, "model", { nets: options?.nets, weights: options?.weights, transposes: "replace" }), {
+    regionCacheBytes: options?.regionCacheBytes,
+    shard: options?.shardBytes === undefined ? undefined : { budgetBytes: options.shardBytes },
+  });

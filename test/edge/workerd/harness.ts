@@ -8,6 +8,7 @@
  * has. `wrangler deploy --dry-run --outdir` bundles fine under Bun, and Miniflare starts workerd.
  */
 import { withTimeout } from "../../support.ts";
+import { readdirSync, readFileSync, readlinkSync } from "node:fs";
 import { mkdtemp, readdir, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { basename, join, resolve } from "node:path";
@@ -39,7 +40,90 @@ export interface RunningWorker {
   /** Build output, workerd's and the Worker's log lines so far. */
   logs(): string;
   fetch(path: string, init?: RequestInit): Promise<Response>;
+  /**
+   * The Worker isolate's V8 heap now (garbage included: workerd does not take HeapProfiler.collectGarbage), through workerd's inspector
+   * (`startWorker(..., { inspect: true })` only): `usedSize`, and where V8 reports it
+   * `backingStorageSize`, the ArrayBuffer and wasm memory backing stores outside the heap.
+   */
+  heapUsage(): Promise<HeapUsage>;
   stop(): Promise<void>;
+}
+
+export interface HeapUsage {
+  usedSize: number;
+  totalSize: number;
+  backingStorageSize?: number;
+  embedderHeapUsedSize?: number;
+}
+
+/** A loopback port free a moment ago. */
+function freePort(): number {
+  const s = Bun.serve({ port: 0, hostname: "127.0.0.1", fetch: () => new Response() });
+  const port = s.port!;
+  s.stop(true);
+  return port;
+}
+
+/** Loopback ports that the workerd processes under this one listen on (/proc: their sockets' inodes). */
+function workerdListeningPorts(): number[] {
+  const inodes = new Set<string>();
+  for (const entry of readdirSync("/proc")) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      if (!readFileSync(`/proc/${entry}/comm`, "utf8").includes("workerd")) continue;
+      let p = Number(readFileSync(`/proc/${entry}/stat`, "utf8").split(") ")[1]!.split(" ")[1]);
+      while (p > 1 && p !== process.pid) p = Number(readFileSync(`/proc/${p}/stat`, "utf8").split(") ")[1]!.split(" ")[1]);
+      if (p !== process.pid) continue;
+      for (const fd of readdirSync(`/proc/${entry}/fd`)) {
+        const link = /^socket:\[(\d+)\]$/.exec(readlinkSync(`/proc/${entry}/fd/${fd}`));
+        if (link) inodes.add(link[1]!);
+      }
+    } catch {
+      // a process gone meanwhile
+    }
+  }
+  const ports: number[] = [];
+  for (const line of readFileSync("/proc/net/tcp", "utf8").split("\n").slice(1)) {
+    const f = line.trim().split(/\s+/);
+    if (f[3] === "0A" && inodes.has(f[9]!)) ports.push(parseInt(f[1]!.split(":")[1]!, 16));
+  }
+  return ports;
+}
+
+/** Calls DevTools protocol methods in order on the Worker's target of workerd's own inspector; returns the last result. */
+async function inspectorCall(methods: string[], timeoutMs: number): Promise<unknown> {
+  let target: { webSocketDebuggerUrl?: string } | undefined;
+  for (const port of workerdListeningPorts()) {
+    const list = await fetch(`http://127.0.0.1:${port}/json/list`)
+      .then((r) => (r.ok ? r.json() : null))
+      .catch(() => null);
+    if (Array.isArray(list)) target = list.find((t: { id?: string }) => t.id === "core:user:pc2-edge-test");
+    if (target) break;
+  }
+  if (!target?.webSocketDebuggerUrl) throw new Error("workerd's inspector lists no target core:user:pc2-edge-test");
+  const url = target.webSocketDebuggerUrl;
+  const ws = new WebSocket(url);
+  try {
+    await withTimeout(new Promise<void>((resolve, reject) => {
+      ws.onopen = () => resolve();
+      ws.onerror = () => reject(new Error(`inspector ${url}: connection failed`));
+    }), timeoutMs, () => "connecting to workerd's inspector");
+    let last: unknown;
+    for (const [i, method] of methods.entries()) {
+      last = await withTimeout(new Promise((resolve, reject) => {
+        ws.onmessage = (event) => {
+          const msg = JSON.parse(String(event.data)) as { id?: number; result?: unknown; error?: { message: string } };
+          if (msg.id !== i + 1) return;
+          if (msg.error) reject(new Error(`${method}: ${msg.error.message}`));
+          else resolve(msg.result);
+        };
+        ws.send(JSON.stringify({ id: i + 1, method }));
+      }), timeoutMs, () => `inspector ${method}`);
+    }
+    return last;
+  } finally {
+    ws.close();
+  }
 }
 
 /** `wrangler deploy --dry-run` of `entry` into `outDir`; returns its output for diagnostics. */
@@ -73,7 +157,13 @@ async function bundle(entry: string, assetsDir: string, outDir: string, timeoutM
  * Bundles `entry` (a path relative to the repository) with wrangler.toml's settings and serves it
  * in workerd with `assetsDir` as its ASSETS binding (run_worker_first, as wrangler.toml says).
  */
-export async function startWorker(entry: string, assetsDir: string, timeoutMs = 30_000): Promise<RunningWorker> {
+export async function startWorker(
+  entry: string,
+  assetsDir: string,
+  timeoutMs = 30_000,
+  /** inspect: workerd's inspector on (heapUsage); bindings: the Worker's plain-text variables (wrangler.toml [vars]). */
+  options: { inspect?: boolean; bindings?: Record<string, string> } = {},
+): Promise<RunningWorker> {
   Object.assign(process.env, NO_NETWORK_ENV); // Miniflare reads these from its own process
   const outDir = await mkdtemp(join(tmpdir(), "pc2-edge-workerd-"));
   const log = new CapturingLog();
@@ -100,8 +190,11 @@ export async function startWorker(entry: string, assetsDir: string, timeoutMs = 
     const main = `${basename(entry).replace(/\.[cm]?[tj]s$/, "")}.js`;
     if (!files.includes(main)) throw new Error(`wrangler wrote no ${main} in ${outDir}: ${files.join(", ")}`);
     t = performance.now();
+    const inspectorPort = options.inspect ? freePort() : undefined;
     mf = new Miniflare(
       convertV4MiniflareOptions({
+        ...(inspectorPort === undefined ? {} : { inspectorPort }),
+        ...(options.bindings ? { bindings: options.bindings } : {}),
         host: "127.0.0.1",
         port: 0,
         log,
@@ -129,6 +222,10 @@ export async function startWorker(entry: string, assetsDir: string, timeoutMs = 
       timings: { buildMs, startMs },
       logs,
       fetch: (path, init) => withTimeout(fetch(new URL(path, url), init), timeoutMs, () => `${path}; log:\n${logs()}`),
+      heapUsage: async () => {
+        if (inspectorPort === undefined) throw new Error("startWorker: heapUsage needs { inspect: true }");
+        return (await inspectorCall(["Runtime.getHeapUsage"], timeoutMs)) as HeapUsage;
+      },
       stop,
     };
   } catch (error) {
