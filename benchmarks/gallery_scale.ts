@@ -7,6 +7,7 @@
  *                                   [--requests 30] [--exhaustive-requests 4] [--shortlist 128]
  *                                   [--shard-items 8] [--cache-mb 64] [--sim-budget-mb 256]
  *                                   [--first-stage distilled|tranglo] [--rebuild]
+ *                                   [--weights float32|int8] [--nets A]
  *
  * For each size, a random-weights model (img_dim 2048, embed 1024, word 300, sim 256, proj 128:
  * benchmarks/support/edge_server.ts's `big`; nets A and B for 1,000 images, net A alone beyond,
@@ -42,7 +43,7 @@ import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { createApp } from "../edge/app.ts";
 import { fileAssets } from "../edge/adapters/bun.ts";
-import { MODEL_JSON } from "../shared/model/package";
+import { MODEL_JSON, type WeightHolding } from "../shared/model/package";
 import { REGION_SHARD_ITEMS } from "../shared/model/region-shards";
 import * as tf from "../shared/model/tf";
 import { Random } from "../shared/random";
@@ -67,6 +68,8 @@ const { values } = parseArgs({
     "sim-budget-mb": { type: "string" },
     rebuild: { type: "boolean", default: false },
     "first-stage": { type: "string", default: "distilled" },
+    weights: { type: "string", default: "float32" },
+    nets: { type: "string" },
     serve: { type: "string" },
   },
   strict: true,
@@ -92,7 +95,9 @@ interface Ready {
 async function serve(modelDir: string, cacheBytes: number, simBudgetBytes: number | undefined): Promise<void> {
   const backend = await initBackend("wasm");
   const t0 = performance.now();
-  const engine = new Pc2Engine(await loadPackage(fileAssets(modelDir), modelDir), { regionCacheBytes: cacheBytes, shard: simBudgetBytes ? { budgetBytes: simBudgetBytes } : undefined, betweenBatches: () => Bun.gc(false) });
+  const weights = values.weights as WeightHolding;
+  const nets = values.nets ? values.nets.split(",") : undefined;
+  const engine = new Pc2Engine(await loadPackage(fileAssets(modelDir), modelDir, { weights, nets, transposes: "replace" }), { regionCacheBytes: cacheBytes, shard: simBudgetBytes ? { budgetBytes: simBudgetBytes } : undefined, betweenBatches: () => Bun.gc(false) });
   // The first stage is built on first use: build it now, so that loading is all measured here.
   await engine.searchImages({ text: BENCH_WORDS[0] }, 1, { shortlist: 1 });
   const loadS = (performance.now() - t0) / 1000;
@@ -172,7 +177,7 @@ async function main(): Promise<void> {
   if (firstStage !== "distilled" && firstStage !== "tranglo") throw new Error(`--first-stage: ${JSON.stringify(firstStage)} is not distilled or tranglo`);
   const cpu = cpus();
   console.log(`machine: ${cpu[0]?.model} × ${cpu.length} logical CPUs, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, ${platform()} ${release()}, Bun ${Bun.version}`);
-  console.log(`paper dims (img_dim 2048, embed 1024, word 300, sim 256); k ${K}; k′ ${shortlist}; ${firstStage} first stage; shards of ${perShard} images; region cache ${cacheMb} MiB; similarity shard budget ${values["sim-budget-mb"] ?? "256 (default)"} MiB; galleries under ${values.dir}`);
+  console.log(`paper dims (img_dim 2048, embed 1024, word 300, sim 256); k ${K}; k′ ${shortlist}; ${firstStage} first stage; shards of ${perShard} images; region cache ${cacheMb} MiB; similarity shard budget ${values["sim-budget-mb"] ?? "256 (default)"} MiB; weights ${values.weights}${values.nets ? `; nets ${values.nets}` : ""}; galleries under ${values.dir}`);
   console.log(`load average (1, 5, 15 min) at start: ${loadAverage()}`);
   const rows: string[][] = [];
   for (const images of sizes) {
@@ -188,7 +193,18 @@ async function main(): Promise<void> {
       console.log(`\n[${images}] reusing ${dir} (${(built.bytes / 2 ** 30).toFixed(2)} GiB)`);
     }
     const { value: ready, stop } = await spawnUntilReady(
-      [process.execPath, import.meta.path, "--serve", dir, "--cache-mb", String(cacheMb), ...(values["sim-budget-mb"] ? ["--sim-budget-mb", values["sim-budget-mb"]] : [])],
+      [
+        process.execPath,
+        import.meta.path,
+        "--serve",
+        dir,
+        "--cache-mb",
+        String(cacheMb),
+        "--weights",
+        values.weights!,
+        ...(values.nets ? ["--nets", values.nets] : []),
+        ...(values["sim-budget-mb"] ? ["--sim-budget-mb", values["sim-budget-mb"]] : []),
+      ],
       process.cwd(),
       (text) => {
         const line = text.split("\n").find((l) => l.startsWith('{"ready"'));

@@ -28,15 +28,15 @@
  * Runtime-free: files come in through `read(name)`; hashing uses Web Crypto.
  */
 import * as v from "valibot";
-import { FormatError, floatToHalf as toHalf, halfToFloat, type NdArray, numel } from "../formats/ndarray";
+import { FormatError, floatToHalf as toHalf, halfToFloat, type NdArray } from "../formats/ndarray";
 import { type VocabFile, VocabFileSchema } from "../formats/vocab";
 import { NLTK_SPEC, type TextSpec, TextSpecSchema, type TokenizerSpec } from "../text/text-tokenizer";
 import { REGIONS, type SgrafConfig, SgrafConfigSchema } from "./config";
 import { type EncodedCaptions, type EncodedImages, wordOffsets } from "./inference";
 import { checkRegionLayout, REGION_SHARD_ITEMS, type RegionLayout, RegionLayoutSchema, type StoredRegions, writeRegionShards } from "./region-shards";
-import { type ParamSpec, ParamStore, trainingOnly } from "./params";
+import { heldAsInt8, type ParamSpec, ParamStore, trainingOnly } from "./params";
 import { Int8Weights } from "./quantized";
-import { type FirstStage, type StageOneHead, type StageOneVectors, distilledStage, netTrangloScales, quantizeVectors, TRANGLO_WEIGHT, trangloStage } from "./stage-one";
+import { type FirstStage, type StageOneHead, type StageOneVectors, distilledStage, netTrangloScales, quantizeVectors, trangloStage } from "./stage-one";
 
 export const MODEL_JSON = "model.json";
 export const PACKAGE_FORMAT = "pc2-tfjs-model";
@@ -408,23 +408,21 @@ export interface DecodeOptions {
    */
   transposes?: "keep" | "replace" | "per-call";
   /**
-   * How the nets' large matrices are held: "float32" (the default) as tfjs tensors; "int8" at one
-   * byte per value, multiplied by native/bmm.c's int8 product (quantized.ts). Only matrices stored
-   * as uint8 with at least `int8MinValues` values qualify (an export with --dtype uint8, the
-   * default); the others stay float32, as do tranglo's weight (the first stage reads it) and every
-   * vector. A paper-size net A then takes 18 MB instead of 69 MB, and tfjs holds no packed copies.
+   * How the nets' encoder matrices are held: "float32" (the default) as tfjs tensors; "int8" at
+   * one byte per value, multiplied by native/bmm.c's int8 product (quantized.ts). Those of the
+   * encoders qualify (params.ts heldAsInt8: image and text encoders, the self-attention poolings)
+   * when the package stores them as uint8 (an export with --dtype uint8, the default). The
+   * similarity's weights stay float32 (a re-ranking runs them over every shortlisted pair, on
+   * tfjs's faster float32 products), and so does every vector. A paper-size net A then holds
+   * 16.2 MB of int8 and 4 MB of float32 instead of 69 MB, and tfjs makes no packed copies of them.
    */
   weights?: WeightHolding;
-  /** The smallest matrix held as int8 (default INT8_MIN_VALUES: the paper's 1024 × 1024 and up, not its 256-wide similarity maps, whose products dominate a re-ranking). */
-  int8MinValues?: number;
 }
 
 /** How a decoded net holds its large matrices (DecodeOptions.weights). */
 export const WEIGHT_HOLDINGS = ["float32", "int8"] as const;
 export type WeightHolding = (typeof WEIGHT_HOLDINGS)[number];
 
-/** Matrices with fewer values stay float32 under weights "int8" (see DecodeOptions.int8MinValues). */
-export const INT8_MIN_VALUES = 2 ** 19;
 
 /**
  * Parses and verifies model.json and the files it lists; builds the nets asked for (inference
@@ -513,13 +511,12 @@ export async function decodeModelPackage(modelJson: Uint8Array, read: (name: str
     return n !== undefined && !trainingOnly(name.slice(n.length + 1));
   });
   // A package is an inference model: its weights never change, so their transposes may be kept.
-  const minValues = options.int8MinValues ?? INT8_MIN_VALUES;
   const nets = asked.map((n) => {
     const held = options.weights === "int8" ? new Int8Weights() : null;
     const int8 = held
       ? (spec: ParamSpec, a: NdArray) => {
           const u = (a as { uint8?: { q: Uint8Array; scale: number; min: number } }).uint8;
-          if (!u || spec.shape.length !== 2 || spec.buffer || spec.name === TRANGLO_WEIGHT || numel(spec.shape) < minValues) return undefined;
+          if (!u || !heldAsInt8(spec)) return undefined;
           return held.add(u.q, spec.shape as [number, number], u.scale, u.min);
         }
       : undefined;

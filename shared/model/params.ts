@@ -121,6 +121,16 @@ export function inferenceSpecs(cfg: SgrafConfig): ParamSpec[] {
   return paramSpecs(cfg).filter((s) => !trainingOnly(s.name));
 }
 
+/**
+ * Matrices a served net may hold as int8 (DecodeOptions.weights): the encoders' (image, text and
+ * the two self-attention poolings), each read once per query item. Not the similarity's: a
+ * re-ranking multiplies by them for every shortlisted pair, where tfjs's float32 products are the
+ * faster, and they are small (a paper-size net's 1.3 MB of 18 M values).
+ */
+export function heldAsInt8(spec: ParamSpec): boolean {
+  return spec.shape.length === 2 && !spec.buffer && /^(img_enc|txt_enc|sim_enc\.v_global_w|sim_enc\.t_global_w)\./.test(spec.name);
+}
+
 /** 2-D weights that inference reads as they are: the word embeddings (gathered) and tranglo's weight (stage-one.ts). */
 const READ_UNTRANSPOSED = new Set(["txt_enc.embed.weight", "sim_enc.sim_tranglo_w.weight"]);
 

@@ -5,10 +5,14 @@
  * with the embedded test split as gallery (100 images, 500 captions).
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { mkdtemp, rm } from "node:fs/promises";
+import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { fileAssets } from "../../edge/adapters/bun";
+import { REGIONS, sgrafConfig } from "../../shared/model/config";
+import { encodeModelPackage } from "../../shared/model/package";
+import { ParamStore } from "../../shared/model/params";
+import { Random } from "../../shared/random";
 import { loadPackage } from "../../shared/retrieval/pc2-engine";
 import { AUTO_SHORTLIST, autoShortlist } from "../../shared/retrieval/shortlist";
 import { initBackend } from "../../trainer/backend";
@@ -92,4 +96,38 @@ describe("--nets", () => {
     await expect(startEdge(dirs.head, 60_000, ["--nets", "A,,B"])).rejects.toThrow('--nets: invalid value "A,,B"');
     await expect(startEdge(dirs.head, 60_000, ["--nets", "C"])).rejects.toThrow("the model's nets are A, B; asked for C");
   }, 120_000);
+});
+
+describe("--weights", () => {
+  test("int8 holds the encoders' matrices at a byte per value, in process and in the pool's workers; the scores agree with float32", async () => {
+    // The quick model's matrices are all under KEEP_FLOAT32_BELOW values (stored float32): a larger random net, no gallery.
+    const config = sgrafConfig({ img_dim: 72, embed_size: 64, word_dim: 24, sim_dim: 16, proj_dim: 4, vocab_size: 200 });
+    const nets = [ParamStore.init(config, new Random(1)), ParamStore.init(config, new Random(2))];
+    const files = await encodeModelPackage({ config, netNames: ["A", "B"], nets, dtype: "uint8", vocab: null, gallery: null });
+    for (const n of nets) n.dispose();
+    const dir = join(root, "int8");
+    await mkdir(dir);
+    for (const [name, bytes] of files) await writeFile(join(dir, name), bytes);
+    const rng = new Random(3);
+    const features = () => Array.from({ length: REGIONS }, () => Array.from(rng.uniformArray(config.img_dim, 0, 1)));
+    const pairs = [0, 1, 2].map((i) => ({ features: features(), tokens: [1, 5 + i, 9, 14 + 3 * i, 2] }));
+    const scores: number[][] = [];
+    for (const args of [["--workers", "0"], ["--workers", "0", "--weights", "int8"], ["--workers", "1", "--weights", "int8"]]) {
+      const server = await startEdge(dir, 60_000, args);
+      try {
+        const model = (await (await fetch(`${server.url}/v1/model`)).json()) as { weights: { held: string; int8Matrices: number; int8Bytes: number } };
+        const int8 = args.includes("int8");
+        expect(model.weights.held).toBe(int8 ? "int8" : "float32");
+        // Per net: the image encoder, the embeddings, the GRU's four, the poolings' four E × E maps.
+        expect(model.weights.int8Matrices).toBe(int8 ? 2 * 10 : 0);
+        const r = await fetch(`${server.url}/v1/score`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ pairs }) });
+        expect(r.status).toBe(200);
+        scores.push(((await r.json()) as { scores: number[] }).scores);
+      } finally {
+        await server.stop();
+      }
+    }
+    for (const s of scores.slice(1)) s.forEach((x, i) => expect(Math.abs(x - scores[0]![i]!)).toBeLessThan(1e-5));
+    await expect(startEdge(dir, 60_000, ["--weights", "int4"])).rejects.toThrow("--weights");
+  }, 180_000);
 });

@@ -8,8 +8,8 @@
 import { beforeAll, describe, expect, test } from "bun:test";
 import { sgrafConfig } from "../../../shared/model/config";
 import { encodeCaptions, encodeImages, similarityMatrix } from "../../../shared/model/inference";
-import { decodeEntry, decodeModelPackage, encodeModelPackage, INT8_MIN_VALUES, KEEP_FLOAT32_BELOW, MODEL_JSON } from "../../../shared/model/package";
-import { ParamStore } from "../../../shared/model/params";
+import { decodeEntry, decodeModelPackage, encodeModelPackage, KEEP_FLOAT32_BELOW, MODEL_JSON } from "../../../shared/model/package";
+import { heldAsInt8, ParamStore } from "../../../shared/model/params";
 import { Int8Weights, isInt8 } from "../../../shared/model/quantized";
 import * as tf from "../../../shared/model/tf";
 import { Random } from "../../../shared/random";
@@ -113,7 +113,7 @@ describe("int8 products", () => {
 
 for (const backend of ["wasm", "cpu"] as const) {
   describe(`a package decoded with int8 weights (${backend})`, () => {
-    const cfg = sgrafConfig({ img_dim: 72, embed_size: 64, word_dim: 24, sim_dim: 16, proj_dim: 4, vocab_size: 200, module_name: backend === "wasm" ? "SGR" : "SAF" });
+    const cfg = sgrafConfig({ img_dim: 72, embed_size: 64, word_dim: 24, sim_dim: 64, proj_dim: 4, vocab_size: 200, module_name: backend === "wasm" ? "SGR" : "SAF" });
     let files: Map<string, Uint8Array>;
     beforeAll(async () => {
       await initBackend(backend);
@@ -125,7 +125,7 @@ for (const backend of ["wasm", "cpu"] as const) {
 
     test("the same scores as float32 weights, every large matrix held at a byte per value", async () => {
       const float = await decode({ transposes: "replace" });
-      const int8 = await decode({ weights: "int8", int8MinValues: 0 });
+      const int8 = await decode({ weights: "int8" });
       const rng = new Random(3);
       const nI = 3;
       const images = rng.uniformArray(nI * 36 * cfg.img_dim, 0, 2);
@@ -136,11 +136,13 @@ for (const backend of ["wasm", "cpu"] as const) {
       for (let n = 0; n < 2; n++) {
         const f = float.nets[n];
         const q = int8.nets[n];
-        // Every 2-D weight the package stores as uint8 (KEEP_FLOAT32_BELOW values and up) but tranglo's (the first
-        // stage reads its values) is int8; biases and statistics are not.
-        const matrices = q.specs.filter((s) => s.shape.length === 2 && !s.buffer && s.shape[0] * s.shape[1] >= KEEP_FLOAT32_BELOW).map((s) => s.name);
-        expect(matrices.length).toBeGreaterThanOrEqual(8);
-        expect([...q.int8.keys()].sort()).toEqual(matrices.filter((m) => m !== "sim_enc.sim_tranglo_w.weight").sort());
+        // The encoders' matrices that the package stores as uint8 (KEEP_FLOAT32_BELOW values and up) are int8: the
+        // image encoder, the embeddings, the GRU's, the poolings' E × E maps. Not the similarity's, no vector.
+        const stored = q.specs.filter((s) => s.shape.length === 2 && !s.buffer && s.shape[0] * s.shape[1] >= KEEP_FLOAT32_BELOW);
+        const matrices = stored.filter(heldAsInt8).map((s) => s.name);
+        expect(matrices.length).toBe(10);
+        expect(stored.some((s) => s.name === "sim_enc.sim_tranloc_w.weight" && !heldAsInt8(s))).toBe(true);
+        expect([...q.int8.keys()].sort()).toEqual(matrices.sort());
         expect(isInt8(q.weight("img_enc.fc.weight"))).toBe(true);
         expect(() => q.get("txt_enc.embed.weight")).toThrow(/held as int8 for serving/);
         const imgF = encodeImages(f, images, nI);
@@ -166,15 +168,11 @@ for (const backend of ["wasm", "cpu"] as const) {
       for (const p of float.nets) p.dispose();
     });
 
-    test("the default threshold keeps small matrices float32; uint16 packages stay float32", async () => {
-      const pkg = await decode({ weights: "int8" });
-      expect(INT8_MIN_VALUES).toBeGreaterThan(cfg.img_dim * cfg.embed_size);
-      expect(pkg.nets.every((p) => p.int8.size === 0)).toBe(true);
-      for (const p of pkg.nets) p.dispose();
+    test("a package stored as uint16 stays float32", async () => {
       const nets = [ParamStore.init(cfg, new Random(1))];
       const f16 = await encodeModelPackage({ config: cfg, netNames: ["A"], nets, dtype: "uint16", vocab: null, gallery: null });
       nets[0].dispose();
-      const p16 = await decodeModelPackage(f16.get(MODEL_JSON)!, (n) => f16.get(n)!, "pkg16", { weights: "int8", int8MinValues: 0 });
+      const p16 = await decodeModelPackage(f16.get(MODEL_JSON)!, (n) => f16.get(n)!, "pkg16", { weights: "int8" });
       expect(p16.nets[0].int8.size).toBe(0);
       p16.nets[0].dispose();
     });
