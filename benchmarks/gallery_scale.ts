@@ -230,7 +230,7 @@ async function main(): Promise<void> {
         const e = m.engine;
         const row = [
           String(images),
-          nets.join("+"),
+          (values.nets ? values.nets.split(",") : nets).join("+"),
           String(sl),
           String(clients),
           String(n),

@@ -69,6 +69,8 @@ function workerdMemory(): { pids: number[]; rss: number; hwm: number; anon: numb
 
 interface Served {
   answers: Answer[];
+  /** Wall time of each request (the first loads the model), for the log: no timing is asserted. */
+  ms: number[];
   model: Answer;
   heap: HeapUsage;
   /** workerd's resident bytes before the model was loaded and after the searches, and its peak. */
@@ -83,10 +85,13 @@ async function serve(dir: string, bindings?: Record<string, string>): Promise<Se
     const before = workerdMemory();
     expect(before.pids.length).toBeGreaterThan(0);
     const answers: Answer[] = [];
+    const ms: number[] = [];
     // The first request loads the model; then the searches, in the reference's order.
     for (const r of PAPER_REQUESTS) {
+      const t0 = performance.now();
       const response = await worker.fetch(r.path, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(r.body) });
       const text = await response.text();
+      ms.push(performance.now() - t0);
       try {
         answers.push({ status: response.status, body: JSON.parse(text) });
       } catch {
@@ -97,7 +102,7 @@ async function serve(dir: string, bindings?: Record<string, string>): Promise<Se
     const model = { status: m.status, body: await m.json() };
     const heap = await worker.heapUsage();
     const after = workerdMemory();
-    return { answers, model, heap, rss: { before: before.rss, after: after.rss, peak: after.hwm, anonBefore: before.anon, anonAfter: after.anon, fileBefore: before.file, fileAfter: after.file } };
+    return { answers, ms, model, heap, rss: { before: before.rss, after: after.rss, peak: after.hwm, anonBefore: before.anon, anonAfter: after.anon, fileBefore: before.file, fileAfter: after.file } };
   } finally {
     await worker.stop();
   }
@@ -121,6 +126,7 @@ function describeRun(what: string, s: Served): string {
   return (
     `${what}: isolate ${f(isolateBytes(s))} MB (V8 heap ${f(s.heap.usedSize)} used of ${f(s.heap.totalSize)}; V8's backing stores ${f(s.heap.backingStorageSize ?? 0)}); ` +
     `engine: wasm heap ${f(mem.wasmHeapBytes)} MB, int8 products ${f(mem.int8MemoryBytes)} MB, batched products ${f(mem.bmmMemoryBytes)} MB, first stage ${f(mem.stageOneBytes)} MB, region cache ${f(mem.regionCacheBytes)} of ${f(mem.regionCacheBudgetBytes)} MB; ` +
+    `requests ${s.ms.map((t) => t.toFixed(0)).join(", ")} ms (the first loads the model); ` +
     `workerd process RSS ${f(s.rss.before)} → ${f(s.rss.after)} MB (peak ${f(s.rss.peak)}; anonymous ${f(s.rss.anonBefore)} → ${f(s.rss.anonAfter)}, files ${f(s.rss.fileBefore)} → ${f(s.rss.fileAfter)})`
   );
 }
