@@ -160,6 +160,10 @@ for (const backend of ["wasm", "cpu"] as const) {
         close(capQ.emb, capF.emb);
         close(capQ.glo, capF.glo);
         close(similarityMatrix(q, imgQ, capQ), similarityMatrix(f, imgF, capF));
+        // The int8 products' tensors are released as the float32 ones are: nothing left after a call.
+        const tensors = tf.memory().numTensors;
+        similarityMatrix(q, encodeImages(q, images, nI), encodeCaptions(q, tokens, lengths));
+        expect(tf.memory().numTensors).toBe(tensors);
       }
       const before = tf.memory().numTensors;
       for (const p of int8.nets) p.dispose();
