@@ -1,9 +1,10 @@
 /**
  * Weights that stay int8 in memory while serving (DecodeOptions.weights = "int8"): a package's
- * uint8-quantized matrices are kept at one byte per value and multiplied by native/bmm.c's `qmm`,
- * which widens them to float32 in registers. tfjs computes in float32 only, and its wasm backend
- * holds a second, packed copy of every weight it multiplies by (XNNPACK), so a paper-size net
- * needs 122 MB of float32 heap there; held this way its large matrices take 18 MB.
+ * uint8-quantized encoder matrices (params.ts heldAsInt8) are kept at one byte per value and
+ * multiplied by native/bmm.c's `qmm`, which widens them to float32 in registers. tfjs computes in
+ * float32 only, and its wasm backend holds a second, packed copy of every weight it multiplies by
+ * (XNNPACK), so a paper-size net needs 122 MB of heap there; held this way its encoders' matrices
+ * take 16.2 MB and tfjs's heap stays at 16 MB.
  *
  * A package stores a uint8 weight as q with value q × scale + min. Here it is held as
  * w = q − 128 (int8) with offset = min + 128 × scale, and
