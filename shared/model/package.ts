@@ -471,37 +471,56 @@ export async function decodeModelPackage(modelJson: Uint8Array, read: (name: str
    * The entries of `groups` that `want` names, each decoded when its `data` is read (every read
    * decodes anew): a net's weights are built one tensor at a time, so that the float32 copies of
    * all of them never exist at once beside the tensors (a paper-size net's are 72 MB). The others
-   * are skipped, never decoded.
+   * are skipped, never decoded, and a file that holds none of the wanted entries is not read: a
+   * Worker serving net A of an A+B package reads A's 18 MB, not 36. Files are placed by the sizes
+   * model.json declares, each checked (length, SHA-256) when read; an entry within one file is a
+   * view of it, one across two files a copy.
    */
   const decodeGroups = async (groups: ModelJson["weightsManifest"], want: (name: string) => boolean = () => true) => {
     const out = new Map<string, { dtype: "float32"; shape: number[]; readonly data: Float32Array; readonly uint8?: { q: Uint8Array; scale: number; min: number } }>();
     for (const g of groups) {
-      const parts = await Promise.all(g.paths.map(file));
-      const total = parts.reduce((s, p) => s + p.length, 0);
-      const buf = new Uint8Array(total);
-      let o = 0;
-      for (const p of parts) {
-        buf.set(p, o);
-        o += p.length;
-      }
+      const sizes = g.paths.map((name) => {
+        const info = json.files[name];
+        if (!info) throw new FormatError(`${source}/${MODEL_JSON}`, `refers to ${name}, which its file list lacks`);
+        return info.bytes;
+      });
+      const starts = sizes.map((_, i) => sizes.slice(0, i).reduce((a, b) => a + b, 0));
+      const total = sizes.reduce((a, b) => a + b, 0);
       const expected = g.weights.reduce((s, w) => s + w.shape.reduce((a, d) => a * d, 1) * bytesPer(w), 0);
       if (expected !== total) throw new FormatError(source, `weight group ${g.paths.join(",")} holds ${total} bytes, its manifest describes ${expected}`);
+      const wanted: Array<{ w: (typeof g.weights)[number]; at: number; size: number }> = [];
       let offset = 0;
       for (const w of g.weights) {
         const size = w.shape.reduce((a, d) => a * d, 1) * bytesPer(w);
-        if (want(w.name)) {
-          const at = offset;
-          const q = w.quantization;
-          out.set(w.name, {
-            dtype: "float32",
-            shape: w.shape,
-            get data() {
-              return decodeEntry(buf.subarray(at, at + size), w);
-            },
-            uint8: q?.dtype === "uint8" ? { q: buf.subarray(at, at + size), scale: q.scale ?? 1, min: q.min ?? 0 } : undefined,
-          });
-        }
+        if (want(w.name)) wanted.push({ w, at: offset, size });
         offset += size;
+      }
+      const overlapping = (at: number, size: number) => sizes.map((_, i) => i).filter((i) => starts[i] < at + size && starts[i] + sizes[i] > at);
+      const needed = [...new Set(wanted.flatMap((e) => overlapping(e.at, Math.max(e.size, 1))))];
+      const parts = new Map<number, Uint8Array>();
+      await Promise.all(needed.map(async (i) => parts.set(i, await verified(g.paths[i]))));
+      const bytesOf = (at: number, size: number): Uint8Array => {
+        const files = overlapping(at, Math.max(size, 1));
+        if (files.length === 1) return parts.get(files[0])!.subarray(at - starts[files[0]], at - starts[files[0]] + size);
+        const out = new Uint8Array(size);
+        for (const i of files) {
+          const from = Math.max(at, starts[i]);
+          const to = Math.min(at + size, starts[i] + sizes[i]);
+          out.set(parts.get(i)!.subarray(from - starts[i], to - starts[i]), from - at);
+        }
+        return out;
+      };
+      for (const { w, at, size } of wanted) {
+        const bytes = bytesOf(at, size);
+        const q = w.quantization;
+        out.set(w.name, {
+          dtype: "float32",
+          shape: w.shape,
+          get data() {
+            return decodeEntry(bytes, w);
+          },
+          uint8: q?.dtype === "uint8" ? { q: bytes, scale: q.scale ?? 1, min: q.min ?? 0 } : undefined,
+        });
       }
     }
     return out;

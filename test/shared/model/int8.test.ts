@@ -182,3 +182,34 @@ for (const backend of ["wasm", "cpu"] as const) {
     });
   });
 }
+
+describe("decoding the nets asked for", () => {
+  test("net A of an A+B package: B's own weight files are never read; a corrupt one spoils B only", async () => {
+    await initBackend("cpu");
+    // float32, about 5 MB per net: three 4 MB weight files, the middle one holding both nets' bytes.
+    const cfg = sgrafConfig({ img_dim: 512, embed_size: 256, word_dim: 128, sim_dim: 64, proj_dim: 4, vocab_size: 2000 });
+    const nets = [ParamStore.init(cfg, new Random(1)), ParamStore.init(cfg, new Random(2))];
+    const files = await encodeModelPackage({ config: cfg, netNames: ["A", "B"], nets, dtype: "float32", vocab: null, gallery: null });
+    const weightFiles = [...files.keys()].filter((n) => n.startsWith("weights-")).sort();
+    expect(weightFiles.length).toBe(3);
+    const reads: string[] = [];
+    const read = (f: Map<string, Uint8Array>) => (name: string) => {
+      reads.push(name);
+      return f.get(name)!;
+    };
+    const a = await decodeModelPackage(files.get(MODEL_JSON)!, read(files), "pkg", { nets: ["A"] });
+    expect(reads.filter((n) => n.startsWith("weights-")).sort()).toEqual(weightFiles.slice(0, 2));
+    // What was read decodes to the weights written, bit for bit, across the file boundary too.
+    for (const s of a.nets[0].specs) expect(Array.from(a.nets[0].get(s.name).dataSync())).toEqual(Array.from(nets[0].get(s.name).dataSync()));
+    a.nets[0].dispose();
+    // The last file holds only B's weights: corrupt, it leaves A's load alone and stops B's with the file named.
+    const corrupt = new Map(files);
+    const bad = corrupt.get(weightFiles[2])!.slice();
+    bad[100] ^= 0xff;
+    corrupt.set(weightFiles[2], bad);
+    const again = await decodeModelPackage(corrupt.get(MODEL_JSON)!, read(corrupt), "pkg", { nets: ["A"] });
+    again.nets[0].dispose();
+    await expect(decodeModelPackage(corrupt.get(MODEL_JSON)!, read(corrupt), "pkg", { nets: ["B"] })).rejects.toThrow(`pkg/${weightFiles[2]}: SHA-256 mismatch`);
+    for (const n of nets) n.dispose();
+  });
+});
