@@ -37,9 +37,9 @@ const USAGE = `usage: bun run edge --model <dir> [--port 8787] [--host 127.0.0.1
   --nets <A,B>         the package's nets to serve (default all): A alone takes half the memory
                        and half the work of the ensemble; /v1/model lists the nets served
   --weights <float32|int8>
-                       how the nets' large matrices are held (default float32): int8 keeps a uint8
-                       export's matrices at a byte per value (a paper-size net 18 MB, not 69 MB
-                       plus tfjs's packed copies; queries about 15% slower)
+                       how the nets' encoder matrices are held (default float32): int8 keeps a
+                       uint8 export's at a byte per value (a paper-size net A: 16 MB of int8 and
+                       4 MB of float32, not 69 MB plus tfjs's packed copies; queries about 12% slower)
   --region-cache-mb <n>
                        each engine's cache of gallery region shards read on demand (default
                        ${REGION_CACHE_BYTES / 2 ** 20}; a 1,000-image paper-size gallery of two nets is 147 MB)

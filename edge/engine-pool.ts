@@ -20,7 +20,7 @@ export interface EnginePoolOptions {
   modelDir: string;
   /** The nets to serve (default: all of the package's). */
   nets?: string[];
-  /** How the nets' large matrices are held (DecodeOptions.weights; default float32). */
+  /** How the nets' encoder matrices are held (DecodeOptions.weights; default float32). */
   weights?: WeightHolding;
   /** Each worker's cache of gallery region shards (region-store.ts REGION_CACHE_BYTES when absent). */
   regionCacheBytes?: number;

@@ -36,7 +36,7 @@ export interface WorkerEnv {
   /** The package's nets to serve, comma-separated (default all): "A" serves net A alone, in half the memory. */
   MODEL_NETS?: string;
   /**
-   * How the nets' large matrices are held: "int8" (the default here) keeps a uint8 export's at a
+   * How the nets' encoder matrices are held: "int8" (the default here) keeps a uint8 export's at a
    * byte per value, multiplied by native/bmm.wasm, so that a paper-size net fits the isolate's
    * 128 MB; "float32" decodes them for tfjs (faster, about 4× the memory with tfjs's packed copies).
    */

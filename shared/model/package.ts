@@ -419,10 +419,9 @@ export interface DecodeOptions {
   weights?: WeightHolding;
 }
 
-/** How a decoded net holds its large matrices (DecodeOptions.weights). */
+/** How a decoded net holds its encoder matrices (DecodeOptions.weights). */
 export const WEIGHT_HOLDINGS = ["float32", "int8"] as const;
 export type WeightHolding = (typeof WEIGHT_HOLDINGS)[number];
-
 
 /**
  * Parses and verifies model.json and the files it lists; builds the nets asked for (inference
@@ -531,14 +530,17 @@ export async function decodeModelPackage(modelJson: Uint8Array, read: (name: str
   });
   // A package is an inference model: its weights never change, so their transposes may be kept.
   const nets = asked.map((n) => {
-    const held = options.weights === "int8" ? new Int8Weights() : null;
-    const int8 = held
-      ? (spec: ParamSpec, a: NdArray) => {
-          const u = (a as { uint8?: { q: Uint8Array; scale: number; min: number } }).uint8;
-          if (!u || !heldAsInt8(spec)) return undefined;
-          return held.add(u.q, spec.shape as [number, number], u.scale, u.min);
-        }
-      : undefined;
+    // The net's own native instance, made at its first int8 matrix (none for a package without uint8 ones).
+    let held: Int8Weights | null = null;
+    const int8 =
+      options.weights === "int8"
+        ? (spec: ParamSpec, a: NdArray) => {
+            const u = (a as { uint8?: { q: Uint8Array; scale: number; min: number } }).uint8;
+            if (!u || !heldAsInt8(spec)) return undefined;
+            held ??= new Int8Weights();
+            return held.add(u.q, spec.shape as [number, number], u.scale, u.min);
+          }
+        : undefined;
     const p = ParamStore.fromArrays(json.config, weights, `${source}/${MODEL_JSON}`, `${n}.`, true, int8);
     const mode = options.transposes ?? "keep";
     return mode === "per-call" ? p : p.freeze(mode);

@@ -128,11 +128,11 @@ function gruDirection(p: ParamStore, layer: number, reverse: boolean, x: tf.Tens
   const wHh = p.weight(names.wHh);
   const bHh = p.get(names.bHh);
   // A float weight's transpose is made once (kept for a frozen net); an int8 one is read as it is.
-  const hidden = isInt8(wHh) ? (h: tf.Tensor2D) => linear(h, wHh, bHh) : ((wHhT) => (h: tf.Tensor2D) => tf.add(mm(h, wHhT), bHh))(transposeOf(wHh));
+  const wHhT = isInt8(wHh) ? null : transposeOf(wHh);
   let h: tf.Tensor2D = tf.zeros([B, H]);
   const out: tf.Tensor2D[] = [];
   for (let t = 0; t < T; t++) {
-    const gh = hidden(h);
+    const gh = wHhT ? tf.add(mm(h, wHhT), bHh) : linear(h, wHh, bHh);
     const [xr, xz, xn] = tf.split(gxs[t], 3, 1);
     const [hr, hz, hn] = tf.split(gh, 3, 1);
     const r = tf.sigmoid(tf.add(xr, hr));
